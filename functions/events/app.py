@@ -1,0 +1,58 @@
+"""EventsFunction: the engine, fed by the FIFO events queue in batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from nanocmd_core.aws.blobs import S3BlobStore
+from nanocmd_core.config import settings
+from nanocmd_core.engine.webhook_events import load_queued_webhook, process_webhook_event
+from nanocmd_core.wiring import App, build_app
+
+logger = Logger(service="nanocmd")
+processor = SqsFifoPartialProcessor()
+
+
+@cache
+def _app() -> App:
+    return build_app(settings())
+
+
+@cache
+def _blobs() -> S3BlobStore | None:
+    import os
+
+    bucket = os.environ.get("NANOCMD_BUCKET", "")
+    return S3BlobStore(bucket) if bucket else None
+
+
+def _received_at(record: SQSRecord) -> datetime:
+    attribute = (record.message_attributes.get("received_at") or {}).get("stringValue")  # type: ignore[union-attr]
+    if attribute:
+        return datetime.fromisoformat(attribute)
+    return datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, tz=UTC)
+
+
+def record_handler(record: SQSRecord) -> None:
+    event = load_queued_webhook(record.body, _blobs())
+    logger.append_keys(enrollment_id=event.enrollment_id, topic=event.topic)
+    try:
+        process_webhook_event(_app().engine, event, _received_at(record))
+    except Exception:
+        logger.exception("event processing failed; the queue will retry it", extra={
+            "message_id": record.message_id, "receive_count": record.attributes.approximate_receive_count})
+        raise
+    finally:
+        logger.remove_keys(["enrollment_id", "topic"])
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

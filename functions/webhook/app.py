@@ -1,0 +1,47 @@
+"""WebhookFunction: MDM server webhooks (API Gateway REST proxy) → the events queue."""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from nanocmd_core.aws.blobs import S3BlobStore
+from nanocmd_core.aws.queue import SQSEventQueue
+from nanocmd_core.config import Settings, settings
+from nanocmd_core.webhook.intake import accept_webhook
+
+logger = Logger(service="nanocmd")
+
+
+@cache
+def _queue() -> SQSEventQueue:
+    return SQSEventQueue(settings().queue_url)
+
+
+@cache
+def _blobs() -> S3BlobStore | None:
+    bucket = os.environ.get("NANOCMD_BUCKET", "")
+    return S3BlobStore(bucket) if bucket else None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    config: Settings = settings()
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
+    if config.dump_webhook:
+        logger.info("webhook body", extra={"body": body.decode(errors="replace")})
+    reply = accept_webhook(body, headers, queue=_queue(), hmac_key=config.webhook_hmac_key, blobs=_blobs(),
+                           received_at=datetime.now(UTC))
+    if reply.status != 200:
+        parsed = reply.event
+        logger.warning("webhook rejected", extra={
+            "status": reply.status, "error": reply.error, "topic": parsed.topic if parsed else None,
+            "enrollment_id": parsed.enrollment_id if parsed else None, "body_bytes": len(body)})
+        return {"statusCode": reply.status, "headers": {"Content-Type": "application/json"}, "body": reply.body}
+    return {"statusCode": 200, "headers": {}, "body": ""}

@@ -1,0 +1,470 @@
+"""The workflow engine: starts workflows, sends their steps, routes each command report back to
+the step that sent it and tells the workflow when a step is complete (engine.md §2).
+
+It knows nothing of Lambda, API Gateway or SQS: the functions call these methods with
+enrollment ids, command UUIDs and raw plists. Storage and the MDM server sit behind the
+``EngineStore`` and ``MDMServerClient`` interfaces.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from nanocmd_core.engine.registry import WorkflowRegistry
+from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
+from nanocmd_core.mdm.responses import CommandResponse, parse_response
+from nanocmd_core.storage.engine_store import (
+    DuplicateCommandError,
+    NewTarget,
+    TargetCommand,
+    TargetState,
+)
+from nanocmd_core.workflow.context import ContextDecodeError, decode_context, encode_context
+from nanocmd_core.workflow.errors import WorkflowError
+from nanocmd_core.workflow.events import Event, EventFlag
+from nanocmd_core.workflow.step import MDMContext, StepEnqueueing, StepResult, StepStart, unique_ids
+from nanocmd_core.workflow.workflow import Workflow
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdmserver.client import MDMServerClient
+
+logger = Logger(child=True)
+
+LOCK_TTL = timedelta(days=30)
+"""Safety net for a running lock whose instance vanished; timeouts and completions release it."""
+
+_CHUNK_NAMESPACE = uuid.UUID("6f1d0c1e-5b8e-4a3c-9a57-6a0f1f0c2d10")
+
+
+class EngineStore(Protocol):
+    """What the engine needs from storage (storage/engine_store.py implements it on DynamoDB)."""
+
+    def put_targets(self, targets: Sequence[NewTarget]) -> None: ...
+    def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None: ...
+    def record_report(self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes,
+                      final: bool, now: datetime) -> TargetState | None: ...
+    def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None: ...
+    def delete_target(self, state: TargetState) -> None: ...
+    def acquire_locks(self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime,
+                      expires: datetime) -> list[str]: ...
+    def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None: ...
+    def outstanding(self, workflow: str, ids: Sequence[str], now: datetime) -> list[str]: ...
+    def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None: ...
+    def last_started(self, enrollment_id: str, workflow: str) -> datetime | None: ...
+    def cancel_all(self, enrollment_id: str) -> int: ...
+
+
+class EngineError(Exception):
+    """An engine operation failed; the message is what an API caller sees."""
+
+
+class NoSuchWorkflowError(EngineError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such workflow: {name}")
+
+
+class InvalidIDsError(EngineError):
+    """No ids, or an empty id (GAP-21)."""
+
+
+class AlreadyStartedError(EngineError):
+    def __init__(self, busy: int, requested: int) -> None:
+        super().__init__(f"workflow already started on {busy} (of {requested}) ids")
+        self.busy = busy
+        self.requested = requested
+
+
+class StartError(EngineError):
+    """The workflow could not be started on any id."""
+
+    def __init__(self, message: str, *, failed_ids: Sequence[str] = (), send_failure: bool = False,
+                 client_error: bool = False) -> None:
+        super().__init__(message)
+        self.failed_ids = list(failed_ids)
+        self.send_failure = send_failure
+        self.client_error = client_error
+        """The workflow rejected its input (context, ids): the caller's to fix."""
+
+
+class StepError(EngineError):
+    """A step could not be converted or stored (nothing was sent)."""
+
+
+class SendError(EngineError):
+    """The MDM server did not accept a step's commands for some ids. Those ids' tracking was
+    rolled back, so nothing waits for commands that were never queued (GAP-7, GAP-9)."""
+
+    def __init__(self, message: str, failed_ids: Sequence[str], sent_ids: Sequence[str]) -> None:
+        super().__init__(message)
+        self.failed_ids = list(failed_ids)
+        self.sent_ids = list(sent_ids)
+
+
+@dataclass
+class StartResult:
+    instance_id: str
+    started_ids: list[str]
+    skipped_ids: list[str] = field(default_factory=list)
+    """Ids skipped because the exclusive workflow already runs there (ST-3)."""
+    failed_ids: list[str] = field(default_factory=list)
+    """Ids whose start failed (workflow error or MDM server refusal); see ``errors``."""
+    errors: list[str] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def chunk_command_uuid(command_uuid: str, chunk: int) -> str:
+    """The UUID a command carries in the ``chunk``-th request of a fan-out. NanoMDM stores a
+    command UUID once, so every chunk past the first needs its own (design.md §6); it is
+    derived deterministically so a retried send reuses it."""
+    if chunk == 0:
+        return command_uuid
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{command_uuid}/{chunk}"))
+
+
+_enqueued: ContextVar[set[tuple[str, str, str]] | None] = ContextVar("nanocmd_enqueued", default=None)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: EngineStore,
+        mdm: MDMServerClient,
+        registry: WorkflowRegistry | None = None,
+        *,
+        step_timeout: int = 259_200,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self.mdm = mdm
+        self.registry = registry or WorkflowRegistry()
+        self.step_timeout = step_timeout
+        self.clock = clock
+
+    def register(self, workflow: Workflow) -> None:
+        self.registry.register(workflow)
+
+    # --- start (§2.2) ----------------------------------------------------------------------
+
+    def start_workflow(
+        self,
+        name: str,
+        ids: Sequence[str],
+        context: bytes = b"",
+        event: Event | None = None,
+        mdm_context: MDMContext | None = None,
+    ) -> StartResult:
+        workflow = self.registry.get(name)
+        if workflow is None:
+            raise NoSuchWorkflowError(name)  # ST-1
+        requested = unique_ids(ids)  # GAP-15
+        if not requested:
+            raise InvalidIDsError("no IDs provided")
+        if any(not i for i in requested):
+            raise InvalidIDsError("empty enrollment id")
+        config = self.registry.config_of(workflow)
+        codec = workflow.context_codec("")
+        try:
+            start_context = decode_context(codec, context)
+        except ContextDecodeError as exc:
+            raise StartError(f"converting step start: unmarshal context: {exc}", client_error=True) from exc
+
+        instance_id = str(uuid.uuid4())  # ST-7
+        now = self.clock()
+        ids = requested
+        busy: list[str] = []
+        if config.exclusive:  # ST-2..4 without the race of GAP-1: conditional lock puts
+            busy = self.store.acquire_locks(name, instance_id, ids, now, now + LOCK_TTL)
+            ids = [i for i in ids if i not in set(busy)]
+            if not ids:
+                raise AlreadyStartedError(len(busy), len(requested))
+
+        result = StartResult(instance_id=instance_id, started_ids=[], skipped_ids=busy)
+        groups = [ids] if self.mdm.supports_multi_target else [[i] for i in ids]  # ST-8
+        send_failures = False
+        workflow_errors_only = True
+        for group in groups:
+            step = StepStart(
+                instance_id=instance_id,
+                context=start_context,
+                mdm_context=MDMContext(dict(mdm_context.params)) if mdm_context else MDMContext(),
+                ids=list(group),
+                event=event,
+            )
+            started = list(group)
+            with self._tracking_enqueues() as enqueued:
+                try:
+                    workflow.start(step)
+                except SendError as exc:
+                    started = [i for i in group if i not in set(exc.failed_ids)]
+                    result.failed_ids += exc.failed_ids
+                    result.errors.append(str(exc))
+                    send_failures = True
+                except Exception as exc:
+                    workflow_errors_only = workflow_errors_only and isinstance(exc, WorkflowError)
+                    logger.warning("workflow start failed", extra={"workflow": name, "instance_id": instance_id,
+                                                                   "enrollment_ids": group, "error": str(exc)})
+                    # ids the workflow did enqueue for before failing have live steps: they run
+                    started = [i for i in group if (name, instance_id, i) in enqueued]
+                    result.failed_ids += [i for i in group if i not in set(started)]
+                    result.errors.append(f"starting workflow: {exc}")
+            if config.exclusive:
+                for i in group:
+                    if i not in started or (name, instance_id, i) not in enqueued:
+                        self.store.release_lock(name, i, instance_id)
+            if started:
+                self.store.record_started(name, started, now)  # ST-9.4, ST-11
+                result.started_ids += started
+        if not result.started_ids and result.failed_ids:
+            raise StartError("; ".join(dict.fromkeys(result.errors)), failed_ids=result.failed_ids,
+                             send_failure=send_failures, client_error=workflow_errors_only and not send_failures)
+        logger.info("workflow started", extra={"workflow": name, "instance_id": instance_id,
+                                               "started": len(result.started_ids), "skipped": len(busy),
+                                               "failed": len(result.failed_ids)})
+        return result
+
+    @contextmanager
+    def _tracking_enqueues(self) -> Iterator[set[tuple[str, str, str]]]:
+        """Collect the (workflow, instance, id) of steps enqueued inside a workflow call, to
+        know whether the instance still runs for an id when the call returns (GAP-3)."""
+        seen: set[tuple[str, str, str]] = set()
+        token = _enqueued.set(seen)
+        try:
+            yield seen
+        finally:
+            _enqueued.reset(token)
+
+    # --- enqueue (§2.3) --------------------------------------------------------------------
+
+    def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
+        """Store the step for every id, then send each command to the MDM server. Ids the MDM
+        server refused are rolled back and reported with ``SendError``."""
+        if not workflow_name:
+            raise StepError("converting workflow step: missing workflow name")
+        if not step.instance_id:
+            raise StepError("converting workflow step: missing instance id")
+        ids = unique_ids(step.ids)
+        if not ids or any(not i for i in ids):
+            raise StepError("converting workflow step: no IDs" if not ids else "converting workflow step: empty id")
+        if not step.commands:
+            raise StepError("converting workflow step: no commands")
+        seen: set[str] = set()
+        for command in step.commands:
+            if command is None:
+                raise StepError("converting workflow step: invalid command (nil)")
+            if not command.command_uuid:
+                raise StepError("converting workflow step: empty command uuid")
+            if not getattr(command, "request_type", ""):
+                raise StepError("converting workflow step: empty request type")
+            if command.command_uuid in seen:
+                raise StepError(f"converting workflow step: duplicate command uuid {command.command_uuid}")
+            seen.add(command.command_uuid)
+        if step.not_until is not None:
+            raise StepError("converting workflow step: delayed steps (not_until) are not supported yet")
+
+        workflow = self.registry.get(workflow_name)  # EQ-7: unregistered names are allowed
+        try:
+            context = encode_context(workflow.context_codec(step.name) if workflow else None, step.context)
+        except Exception as exc:
+            raise StepError(f"converting workflow step: context: {exc}") from exc
+
+        now = self.clock()
+        timeout_at = self._timeout_for(workflow, step, now)
+        step_id = uuid.uuid4().hex
+        max_ids = max(1, self.mdm.max_ids_per_request)
+        chunks = [ids[i:i + max_ids] for i in range(0, len(ids), max_ids)]
+        targets = [
+            NewTarget(
+                enrollment_id=enrollment_id,
+                step_id=step_id,
+                workflow=workflow_name,
+                instance_id=step.instance_id,
+                step_name=step.name,
+                context=context,
+                commands=[TargetCommand(chunk_command_uuid(c.command_uuid, k), c.command_uuid, c.request_type)
+                          for c in step.commands],
+                created_at=int(now.timestamp()),
+                timeout_at=int(timeout_at.timestamp()) if timeout_at else None,
+                pushed_at=int(now.timestamp()),
+            )
+            for k, chunk in enumerate(chunks)
+            for enrollment_id in chunk
+        ]
+        try:
+            self.store.put_targets(targets)  # EQ-4: before sending, so no report arrives untracked
+        except DuplicateCommandError as exc:
+            raise StepError(f"storing step: {exc}") from exc
+
+        failed: dict[str, str] = {}
+        for k, chunk in enumerate(chunks):
+            for command in step.commands:
+                sent_uuid = chunk_command_uuid(command.command_uuid, k)
+                plist = (command if k == 0 else command.with_uuid(sent_uuid)).to_plist()
+                reply = self.mdm.enqueue(chunk, plist)
+                if not reply.ok:
+                    for enrollment_id in reply.failed_ids or chunk:
+                        failed.setdefault(enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}")
+                    logger.error("MDM server refused command", extra={
+                        "workflow": workflow_name, "instance_id": step.instance_id, "step_name": step.name,
+                        "command_uuid": sent_uuid, "request_type": command.request_type,
+                        "enrollment_ids": reply.failed_ids or chunk, "status": reply.status, "detail": reply.detail})
+
+        scope = _enqueued.get()
+        sent_ids = [i for i in ids if i not in failed]
+        if scope is not None:
+            scope.update((workflow_name, step.instance_id, i) for i in sent_ids)
+        if failed:
+            for target in targets:
+                if target.enrollment_id in failed:
+                    self.store.delete_target(TargetState(
+                        enrollment_id=target.enrollment_id, step_id=step_id, workflow=workflow_name,
+                        instance_id=step.instance_id, step_name=step.name, context=context,
+                        commands=target.commands))
+            first = next(iter(failed.values()))
+            raise SendError(
+                f"enqueueing step: MDM server refused {len(failed)} of {len(ids)} ids: {first}",
+                failed_ids=list(failed), sent_ids=sent_ids)
+
+    def _timeout_for(self, workflow: Workflow | None, step: StepEnqueueing, now: datetime) -> datetime | None:
+        """EQ-1/2: the step's own timeout, else the workflow's, else the engine's (0 = never)."""
+        if step.timeout is not None:
+            return step.timeout
+        config = self.registry.config_of(workflow) if workflow else None
+        if config is not None and config.timeout and config.timeout > timedelta(0):
+            return now + config.timeout
+        if self.step_timeout > 0:
+            return now + timedelta(seconds=self.step_timeout)
+        return None
+
+    # --- command reports (§2.4) ------------------------------------------------------------
+
+    def handle_command_report(self, enrollment_id: str, command_uuid: str, raw_report: bytes,
+                              mdm_context: MDMContext | None = None) -> None:
+        tracked = self.store.lookup_command(enrollment_id, command_uuid)
+        if tracked is None:  # CR-2: not ours, or its step already ended
+            logger.debug("untracked command report", extra={"enrollment_id": enrollment_id,
+                                                             "command_uuid": command_uuid})
+            return
+        step_id, request_type = tracked
+        response = parse_response(request_type, raw_report)  # CR-3
+        if response.command_uuid and response.command_uuid != command_uuid:  # GAP-24
+            logger.warning("report CommandUUID differs from the webhook's; using the webhook's",
+                           extra={"enrollment_id": enrollment_id, "command_uuid": command_uuid,
+                                  "report_command_uuid": response.command_uuid})
+
+        self._dispatch_all_command_response(request_type, response, enrollment_id, mdm_context)  # CR-5
+
+        state = self.store.record_report(enrollment_id, step_id, command_uuid, raw_report,
+                                         response.completed, self.clock())  # CR-4, CR-6, CR-7
+        if state is None:
+            return  # CR-8
+        self._deliver_completion(state, command_uuid, response, mdm_context)
+
+    def _deliver_completion(self, state: TargetState, command_uuid: str, current: CommandResponse,
+                            mdm_context: MDMContext | None) -> None:
+        log = {"workflow": state.workflow, "instance_id": state.instance_id, "step_name": state.step_name,
+               "enrollment_id": state.enrollment_id, "command_uuid": command_uuid}
+        workflow = self.registry.get(state.workflow)
+        if workflow is None:  # CR-9, but recoverable: the step stays tracked for a retry
+            self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
+            raise EngineError(f"workflow not registered: {state.workflow}")
+        try:
+            result = self._step_result(workflow, state, {command_uuid: current}, mdm_context)
+        except Exception as exc:
+            # a stored report or context that does not decode will not decode on a retry either
+            logger.error("cannot build step result; step dropped", extra={**log, "error": str(exc)})
+            self._finish(workflow, state, set())
+            return
+        with self._tracking_enqueues() as enqueued:
+            try:
+                workflow.step_completed(result)  # CR-12
+            except WorkflowError as exc:
+                # the workflow looked at the result and rejected it: that is an outcome, not a
+                # failure to deliver, so the step ends here (as in Go, minus the lost result)
+                logger.error("workflow step completed with an error", extra={**log, "error": str(exc)})
+            except Exception:
+                # unexpected failure: keep the result so the queue's retry delivers it again (GAP-6)
+                self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
+                raise
+        self._finish(workflow, state, enqueued)
+        logger.info("step completed", extra=log)
+
+    def _finish(self, workflow: Workflow, state: TargetState, enqueued: set[tuple[str, str, str]]) -> None:
+        self.store.delete_target(state)
+        if (self.registry.config_of(workflow).exclusive
+                and (state.workflow, state.instance_id, state.enrollment_id) not in enqueued):
+            self.store.release_lock(state.workflow, state.enrollment_id, state.instance_id)
+
+    def _step_result(self, workflow: Workflow, state: TargetState, parsed: dict[str, CommandResponse],
+                     mdm_context: MDMContext | None) -> StepResult:
+        """CR-10: one typed response per command that has a report; the workflow sees the UUIDs
+        it gave its commands even where a chunk was sent under a derived one."""
+        results: list[CommandResponse] = []
+        for command in state.commands:
+            response = parsed.get(command.uuid)
+            if response is None:
+                raw = state.results.get(command.uuid)
+                if raw is None:
+                    continue
+                response = parse_response(command.request_type, raw)
+            if command.logical != command.uuid or response.command_uuid != command.logical:
+                response = response.model_copy(update={"command_uuid": command.logical})
+            results.append(response)
+        context: Any = decode_context(workflow.context_codec(state.step_name), state.context)
+        return StepResult(
+            instance_id=state.instance_id,
+            name=state.step_name,
+            context=context,
+            mdm_context=mdm_context or MDMContext(),  # CR-11
+            id=state.enrollment_id,
+            command_results=results,
+        )
+
+    def _dispatch_all_command_response(self, request_type: str, response: CommandResponse,
+                                       enrollment_id: str, mdm_context: MDMContext | None) -> None:
+        event = Event(EventFlag.ALL_COMMAND_RESPONSE, response)
+        for workflow in self.registry.all_response_workflows(request_type):
+            self._call_event(workflow, event, enrollment_id, mdm_context)
+
+    # --- check-ins and idle (§2.5, §2.6) ---------------------------------------------------
+
+    def handle_checkin(self, enrollment_id: str, message: CheckinMessage,
+                       mdm_context: MDMContext | None = None) -> None:
+        if isinstance(message, Authenticate | CheckOut):
+            removed = self.store.cancel_all(enrollment_id)  # CI-1, GAP-4 fixed
+            logger.info("enrollment reset: steps cancelled", extra={
+                "enrollment_id": enrollment_id, "message_type": type(message).__name__, "items": removed})
+            flags = [EventFlag.AUTHENTICATE if isinstance(message, Authenticate) else EventFlag.CHECK_OUT]
+        elif isinstance(message, TokenUpdate):
+            flags = [EventFlag.TOKEN_UPDATE] + ([EventFlag.ENROLLMENT] if message.enrolling else [])
+        else:
+            return
+        for flag in flags:  # CI-3: one after the other
+            self.dispatch_event(Event(flag, message), enrollment_id, mdm_context)
+
+    def handle_idle(self, enrollment_id: str, mdm_context: MDMContext | None = None,
+                    event_at: datetime | None = None) -> None:
+        self.dispatch_event(Event(EventFlag.IDLE), enrollment_id, mdm_context)  # ID-1
+
+    def dispatch_event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
+        """EV-2: workflows subscribed in their config; errors are logged only (CI-5)."""
+        for workflow in self.registry.event_workflows(event.flag):
+            self._call_event(workflow, event, enrollment_id, mdm_context)
+
+    @staticmethod
+    def _call_event(workflow: Workflow, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
+        try:
+            workflow.event(event, enrollment_id, mdm_context if mdm_context and mdm_context.params else None)
+        except Exception as exc:
+            logger.warning("workflow event handler failed", extra={
+                "workflow": workflow.name, "event": event.name, "enrollment_id": enrollment_id, "error": str(exc)})

@@ -1,0 +1,43 @@
+"""Turn a queued webhook event into engine calls (engine.md §5.3-5.6)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from nanocmd_core.aws.blobs import BlobStore
+from nanocmd_core.engine.engine import Engine
+from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
+from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
+from nanocmd_core.webhook.intake import BLOB_POINTER
+from nanocmd_core.workflow.step import MDMContext
+
+
+def load_queued_webhook(body: str, blobs: BlobStore | None) -> WebhookEvent:
+    """The webhook as the intake queued it, fetching it from the blob store when it was too
+    large for a message."""
+    raw = body.encode()
+    if body.startswith("{\"" + BLOB_POINTER):
+        pointer = json.loads(body)
+        if set(pointer) == {BLOB_POINTER}:
+            if blobs is None:
+                raise RuntimeError("queued webhook lives in the blob store, but none is configured")
+            raw = blobs.get(pointer[BLOB_POINTER])
+    return parse_webhook(raw)
+
+
+def process_webhook_event(engine: Engine, event: WebhookEvent, received_at: datetime) -> None:
+    enrollment_id = event.enrollment_id
+    mdm_context = MDMContext(dict(event.url_params)) if event.url_params else None
+    if event.is_command_report and event.acknowledge_event is not None:
+        ack = event.acknowledge_event
+        if ack.status == "Idle":  # WH-8
+            engine.handle_idle(enrollment_id, mdm_context, received_at)
+        else:  # WH-9
+            engine.handle_command_report(enrollment_id, ack.command_uuid or "", ack.raw_payload, mdm_context)
+        return
+    if event.checkin_type and event.checkin_event is not None:
+        message = parse_checkin(event.checkin_type, event.checkin_event.raw_payload)  # WH-5
+        if isinstance(message, TokenUpdate):
+            message.enrolling = event.checkin_event.enrolling  # WH-10
+        engine.handle_checkin(enrollment_id, message, mdm_context)

@@ -1,0 +1,306 @@
+"""The engine's storage on DynamoDB: every state change is a conditional write.
+
+DynamoDB calls per event (the floor this layout allows; see models.py for the items):
+
+- start, per id: PutItem lock (exclusive workflows only) + PutItem start record.
+- enqueue, per id: PutItem step target + PutItem per command record (conditional: a tracked
+  (id, UUID) is never overwritten, SC-3).
+- report: GetItem command record (strongly consistent), UpdateItem step target. An untracked
+  report costs the GetItem only. The final report of a step adds one BatchWriteItem deleting
+  the target and its command records, and a DeleteItem of the lock when the workflow ends.
+- check-out / authenticate: one Query of the id's partition + BatchWriteItem deletes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.models import Model
+
+from nanocmd_core.storage.models import (
+    COMMAND,
+    LOCK,
+    START,
+    STEP,
+    CommandRecord,
+    StepCommand,
+    StepTarget,
+    WorkflowLock,
+    WorkflowStart,
+    enrollment_pk,
+)
+
+# Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
+_FANOUT_THREADS = 16
+TIMEOUT_INDEX_SHARDS = 8
+
+
+class DuplicateCommandError(ValueError):
+    """An (enrollment id, command UUID) pair is already tracked by a live step (SC-3)."""
+
+
+@dataclass(frozen=True)
+class TargetCommand:
+    uuid: str
+    logical: str
+    request_type: str
+
+
+@dataclass
+class NewTarget:
+    """One step for one id, as the engine stores it before sending."""
+
+    enrollment_id: str
+    step_id: str
+    workflow: str
+    instance_id: str
+    step_name: str
+    context: bytes
+    commands: list[TargetCommand]
+    created_at: int
+    timeout_at: int | None = None
+    pushed_at: int | None = None
+
+
+@dataclass
+class TargetState:
+    enrollment_id: str
+    step_id: str
+    workflow: str
+    instance_id: str
+    step_name: str
+    context: bytes
+    commands: list[TargetCommand]
+    results: dict[str, bytes] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return all(c.uuid in self.done for c in self.commands)
+
+
+def _is_conditional_failure(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def _target_state(item: StepTarget) -> TargetState:
+    results = item.results.as_dict() if item.results is not None else {}
+    return TargetState(
+        enrollment_id=item.pk.removeprefix("ENR#"),
+        step_id=item.sk.removeprefix(STEP),
+        workflow=item.workflow,
+        instance_id=item.instance_id,
+        step_name=item.step_name or "",
+        context=item.context or b"",
+        commands=[TargetCommand(c.uuid, c.logical, c.request_type) for c in item.commands or []],
+        results={k: bytes(v) for k, v in results.items()},
+        done=set(item.done or ()),
+    )
+
+
+def _epoch(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+class DynamoEngineStore:
+    """The engine's tracking data in one DynamoDB table (models.py)."""
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def put_targets(self, targets: Sequence[NewTarget]) -> None:
+        """Store step targets and their command records; all or nothing (SC-3)."""
+        written: list[Model] = []
+        items: list[tuple[Model, bool]] = []
+        for t in targets:
+            pk = enrollment_pk(t.enrollment_id)
+            target = StepTarget(
+                pk,
+                STEP + t.step_id,
+                workflow=t.workflow,
+                instance_id=t.instance_id,
+                step_name=t.step_name,
+                context=t.context or None,
+                commands=[StepCommand(uuid=c.uuid, logical=c.logical, request_type=c.request_type)
+                          for c in t.commands],
+                results={},
+                created_at=t.created_at,
+                timeout_at=t.timeout_at,
+                last_push=t.pushed_at,
+            )
+            if t.timeout_at is not None:
+                target.gsi1pk = f"TIMEOUT#{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
+                target.gsi1sk = t.timeout_at
+            items.append((target, False))
+            for c in t.commands:
+                items.append((CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id,
+                                            request_type=c.request_type), True))
+
+        def put(entry: tuple[Model, bool]) -> Model | None:
+            item, unique = entry
+            try:
+                if unique:
+                    item.save(condition=CommandRecord.pk.does_not_exist())
+                else:
+                    item.save()
+            except PutError as exc:
+                if _is_conditional_failure(exc):
+                    return None
+                raise
+            return item
+
+        failed = False
+        if len(items) <= 4:
+            results = [put(e) for e in items]
+        else:
+            with ThreadPoolExecutor(max_workers=_FANOUT_THREADS) as pool:
+                results = list(pool.map(put, items))
+        for entry, result in zip(items, results, strict=True):
+            if result is None:
+                failed = True
+            else:
+                written.append(entry[0])
+        if failed:
+            self._delete_items(written)
+            dupes = [e[0].pk.removeprefix("ENR#") + "/" + e[0].sk.removeprefix(COMMAND)
+                     for e, r in zip(items, results, strict=True) if r is None]
+            raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
+
+    def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None:
+        """SC-1: (step id, request type) of a tracked pair, or None."""
+        if not enrollment_id or not command_uuid:
+            return None
+        try:
+            rec = CommandRecord.get(enrollment_pk(enrollment_id), COMMAND + command_uuid, consistent_read=True)
+        except CommandRecord.DoesNotExist:
+            return None
+        return rec.step_id, rec.request_type
+
+    def record_report(self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes,
+                      final: bool, now: datetime) -> TargetState | None:
+        """Store a report on its step target. Returns the target only to the one caller whose
+        final report made the step complete for this id (GAP-2): the done-set ADD is guarded by
+        ``NOT contains(done, uuid)``, so duplicates and concurrent finals cannot both win."""
+        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+        actions: list[Any] = [StepTarget.results[command_uuid].set(raw)]
+        if final:
+            actions.append(StepTarget.done.add({command_uuid}))
+        condition = StepTarget.pk.exists() & ~StepTarget.done.contains(command_uuid)
+        try:
+            target.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _is_conditional_failure(exc):
+                return None  # finished, cancelled or timed out meanwhile, or a repeat of a final
+            raise
+        state = _target_state(target)
+        return state if final and state.complete else None
+
+    def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None:
+        """Undo a completion whose delivery failed, so a retry of the same report completes again."""
+        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+        try:
+            target.update(actions=[StepTarget.done.delete({command_uuid})], condition=StepTarget.pk.exists())
+        except UpdateError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def delete_target(self, state: TargetState) -> None:
+        pk = enrollment_pk(state.enrollment_id)
+        items: list[Model] = [StepTarget(pk, STEP + state.step_id)]
+        items += [CommandRecord(pk, COMMAND + c.uuid) for c in state.commands]
+        self._delete_items(items)
+
+    # --- exclusivity and start records -------------------------------------------------------
+
+    def acquire_locks(self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime,
+                      expires: datetime) -> list[str]:
+        """Take the running lock of ``workflow`` for each id with a conditional put; returns the
+        ids that were busy (GAP-1: concurrent starts cannot both pass)."""
+
+        def take(enrollment_id: str) -> bool:
+            lock = WorkflowLock(enrollment_pk(enrollment_id), LOCK + workflow, instance_id=instance_id,
+                                acquired_at=_epoch(now), ttl=expires)
+            try:
+                lock.save(condition=WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now))
+            except PutError as exc:
+                if _is_conditional_failure(exc):
+                    return False
+                raise
+            return True
+
+        taken = self._fan_out(take, ids)
+        return [i for i, ok in zip(ids, taken, strict=True) if not ok]
+
+    def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None:
+        lock = WorkflowLock(enrollment_pk(enrollment_id), LOCK + workflow)
+        try:
+            lock.delete(condition=WorkflowLock.instance_id == instance_id)
+        except DeleteError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def outstanding(self, workflow: str, ids: Sequence[str], now: datetime) -> list[str]:
+        """SC-4: ids for which ``workflow`` still runs (its lock is held)."""
+        keys = [(enrollment_pk(i), LOCK + workflow) for i in dict.fromkeys(ids)]
+        busy = {
+            lock.pk.removeprefix("ENR#")
+            for lock in WorkflowLock.batch_get(keys, consistent_read=True)
+            if lock.ttl is None or lock.ttl > now
+        }
+        return [i for i in dict.fromkeys(ids) if i in busy]
+
+    def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None:
+        """SC-7: upsert the last start time (whole seconds) for each id."""
+        with WorkflowStart.batch_write() as batch:
+            for i in ids:
+                batch.save(WorkflowStart(enrollment_pk(i), START + workflow, started_at=_epoch(when)))
+
+    def last_started(self, enrollment_id: str, workflow: str) -> datetime | None:
+        """SC-6: None when never started."""
+        try:
+            rec = WorkflowStart.get(enrollment_pk(enrollment_id), START + workflow)
+        except WorkflowStart.DoesNotExist:
+            return None
+        return datetime.fromtimestamp(int(rec.started_at), tz=UTC)
+
+    # --- cancel --------------------------------------------------------------------------------
+
+    def cancel_all(self, enrollment_id: str) -> int:
+        """CI-1 with GAP-4 fixed: drop every step, command record, lock and start record of
+        this id, in every workflow; other ids are untouched. Returns the items deleted."""
+        pk = enrollment_pk(enrollment_id)
+        prefixes = (COMMAND, STEP, LOCK, START)
+        doomed: list[Model] = [
+            CommandRecord(pk, item.sk)
+            for item in CommandRecord.query(pk, attributes_to_get=["pk", "sk"], consistent_read=True)
+            if item.sk.startswith(prefixes)
+        ]
+        self._delete_items(doomed)
+        return len(doomed)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fan_out(fn: Any, args: Sequence[Any]) -> list[Any]:
+        if len(args) <= 2:
+            return [fn(a) for a in args]
+        with ThreadPoolExecutor(max_workers=min(_FANOUT_THREADS, len(args))) as pool:
+            return list(pool.map(fn, args))
+
+    @staticmethod
+    def _delete_items(items: Iterable[Model]) -> None:
+        items = list(items)
+        if not items:
+            return
+        if len(items) == 1:
+            items[0].delete()
+            return
+        with StepTarget.batch_write() as batch:
+            for item in items:
+                batch.delete(item)

@@ -1,0 +1,127 @@
+"""pynamodb models of the single DynamoDB table (design.md §2).
+
+Every enrollment id owns one partition, ``ENR#<id>``, holding everything the engine tracks for
+it, so cancelling an id (Authenticate, CheckOut) is one Query, and a device's events never
+contend with another device's:
+
+| pk            | sk                  | item                                                      |
+|---------------|---------------------|-----------------------------------------------------------|
+| ENR#<id>      | CMD#<command uuid>  | CommandRecord: which step target a report belongs to       |
+| ENR#<id>      | STEP#<step id>      | StepTarget: one step for one id (commands, reports, done) |
+| ENR#<id>      | LOCK#<workflow>     | WorkflowLock: exclusive workflow running for the id       |
+| ENR#<id>      | START#<workflow>    | WorkflowStart: last start time (IdleNotStartedSince)      |
+| INV#<id>      | INV                 | InventoryItem: the inventory subsystem's record           |
+
+Sparse KEYS_ONLY indexes: ``gsi1`` (gsi1pk, gsi1sk) holds step targets by due time for the
+timeout sweep; ``gsi2`` holds them by last push for re-pushes. Keys are structured (separate
+attributes, prefixes), so ids or names containing separators cannot collide (GAP-22).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.models import Model
+
+from nanocmd_core.config import DEFAULT_TABLE
+
+ENROLLMENT = "ENR#"
+COMMAND = "CMD#"
+STEP = "STEP#"
+LOCK = "LOCK#"
+START = "START#"
+INVENTORY = "INV#"
+
+
+def enrollment_pk(enrollment_id: str) -> str:
+    return ENROLLMENT + enrollment_id
+
+
+class _Meta:
+    table_name = DEFAULT_TABLE
+    # region and endpoint come from the standard AWS environment (AWS_DEFAULT_REGION,
+    # AWS_ENDPOINT_URL_DYNAMODB), so local runs differ from AWS by environment only.
+    max_retry_attempts = 3
+    connect_timeout_seconds = 5
+    read_timeout_seconds = 10
+
+
+class _Item(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    ttl = TTLAttribute(null=True)
+
+
+class CommandRecord(_Item):
+    """(enrollment id, command UUID) → the step target a report for it updates."""
+
+    Meta = _Meta
+    step_id = UnicodeAttribute()
+    request_type = UnicodeAttribute()
+
+
+class StepCommand(MapAttribute[str, Any]):
+    uuid = UnicodeAttribute()
+    """The UUID sent to the MDM server for this id (differs from ``logical`` past the first chunk)."""
+    logical = UnicodeAttribute()
+    """The UUID the workflow gave the command."""
+    request_type = UnicodeAttribute()
+
+
+class StepTarget(_Item):
+    """One step for one enrollment id: what was sent, what came back, what is final."""
+
+    Meta = _Meta
+    workflow = UnicodeAttribute()
+    instance_id = UnicodeAttribute()
+    step_name = UnicodeAttribute(default="")
+    context = BinaryAttribute(null=True, legacy_encoding=False)
+    commands = ListAttribute(of=StepCommand)
+    results = MapAttribute[str, Any](default=dict)
+    """Sent command UUID → the latest raw report (NotNow included)."""
+    done = UnicodeSetAttribute(null=True)
+    """Sent command UUIDs with a final report; the step completes when it holds them all."""
+    created_at = NumberAttribute()
+    timeout_at = NumberAttribute(null=True)
+    last_push = NumberAttribute(null=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = NumberAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = NumberAttribute(null=True)
+
+
+class WorkflowLock(_Item):
+    """Held while an exclusive workflow runs for an id (GAP-1, GAP-3); TTL is a safety net."""
+
+    Meta = _Meta
+    instance_id = UnicodeAttribute()
+    acquired_at = NumberAttribute()
+
+
+class WorkflowStart(_Item):
+    Meta = _Meta
+    started_at = NumberAttribute()
+
+
+class InventoryItem(_Item):
+    Meta = _Meta
+    values = MapAttribute[str, Any](default=dict)
+
+
+ALL_MODELS: tuple[type[_Item], ...] = (CommandRecord, StepTarget, WorkflowLock, WorkflowStart, InventoryItem)
+
+
+def bind_table(table_name: str) -> None:
+    """Point every model at ``table_name`` (all share one Meta); pynamodb reconnects on change."""
+    _Meta.table_name = table_name

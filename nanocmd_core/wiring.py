@@ -1,0 +1,44 @@
+"""The composition root: builds the engine, stores and workflows from settings, once per
+process (Lambda reuses it across warm invocations). Only the functions call this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nanocmd_core.config import Settings
+from nanocmd_core.engine.engine import Engine
+from nanocmd_core.mdmserver.client import HTTPMDMServerClient, MDMServerClient
+from nanocmd_core.storage.engine_store import DynamoEngineStore
+from nanocmd_core.storage.models import bind_table
+from nanocmd_core.subsystems.inventory.storage import DynamoInventoryStore, InventoryStore
+from nanocmd_core.workflow.workflow import Workflow
+from nanocmd_core.workflows.devinfolog import DeviceInfoLogWorkflow
+from nanocmd_core.workflows.inventory import InventoryWorkflow
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    inventory: InventoryStore
+
+
+def builtin_workflows(engine: Engine, inventory: InventoryStore) -> list[Workflow]:
+    """The built-in workflows in the Go server's registration order."""
+    return [
+        InventoryWorkflow(engine, inventory),
+        DeviceInfoLogWorkflow(engine),
+    ]
+
+
+def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
+    bind_table(settings.table_name)
+    engine = Engine(
+        DynamoEngineStore(),
+        mdm if mdm is not None else HTTPMDMServerClient.from_settings(settings),
+        step_timeout=settings.step_timeout,
+    )
+    inventory = DynamoInventoryStore()
+    for workflow in builtin_workflows(engine, inventory):
+        engine.register(workflow)
+    return App(settings=settings, engine=engine, inventory=inventory)
