@@ -311,7 +311,9 @@ class Engine:
                 sent_uuid = chunk_command_uuid(command.command_uuid, k)
                 plist = (command if k == 0 else command.with_uuid(sent_uuid)).to_plist()
                 reply = self.mdm.enqueue(chunk, plist)
-                if not reply.ok:
+                # "already exists" answers a retry whose first attempt was queued but whose reply
+                # was lost: the UUID is fresh for this step, so the server holds our command.
+                if not reply.ok and not getattr(reply, "already_exists", False):
                     for enrollment_id in reply.failed_ids or chunk:
                         failed.setdefault(enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}")
                     logger.error("MDM server refused command", extra={
