@@ -1,0 +1,414 @@
+"""Apple MDM command responses ("reports"), typed per request type.
+
+A report is the plist a device sends back for a command (engine.md DM-8). Every shape has the
+common fields of ``CommandResponse``; typed subclasses add their request type's fields.
+
+Conventions, chosen because devices omit whatever they like:
+
+* every field is optional; unknown keys are kept (``extra="allow"``, see ``model_extra``);
+* scalars default to ``None`` so "the device did not send it" stays distinguishable from a
+  false/empty value (``model_fields_set`` tells the same thing);
+* nested dictionaries default to an empty model and arrays to an empty list, so workflows can
+  read ``resp.query_responses.model`` without a None check (absence is still visible in the
+  parent's ``model_fields_set``).
+
+Unknown request types parse as the generic ``CommandResponse`` (a deliberate change from the Go
+original, which errors): custom commands sent through the engine still get a result.
+"""
+
+from __future__ import annotations
+
+import plistlib
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nanocmd_core.mdm.errors import MDMResponseError, ReportParseError, validation_summary
+
+__all__ = [
+    "RESPONSE_TYPES",
+    "VALID_STATUSES",
+    "CertificateListItem",
+    "CertificateListResponse",
+    "CommandResponse",
+    "DeviceConfiguredResponse",
+    "DeviceInformationResponse",
+    "DeviceLockResponse",
+    "ErrorChainItem",
+    "InstallApplicationResponse",
+    "InstallProfileResponse",
+    "InstalledApplicationListItem",
+    "InstalledApplicationListResponse",
+    "MDMResponseError",
+    "ProfileListItem",
+    "ProfileListResponse",
+    "QueryResponses",
+    "RemoveProfileResponse",
+    "ReportParseError",
+    "RotateFileVaultKeyResponse",
+    "RotateResult",
+    "SecurityInfo",
+    "SecurityInfoResponse",
+    "load_plist_dict",
+    "parse_report",
+    "parse_response",
+    "register_response",
+    "response_type_for",
+]
+
+VALID_STATUSES = frozenset({"Acknowledged", "Idle", "NotNow"})
+"""Statuses that are not failures (workflows.md §1.6)."""
+
+
+class _AppleDict(BaseModel):
+    """Base of the plist-backed models: Apple keys via aliases, unknown keys kept.
+
+    ``protected_namespaces=()`` because Apple's ``ModelName`` maps to ``model_name``.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=())
+
+
+class ErrorChainItem(_AppleDict):
+    """One entry of a report's ``ErrorChain``."""
+
+    error_code: int = Field(default=0, alias="ErrorCode")
+    error_domain: str = Field(default="", alias="ErrorDomain")
+    localized_description: str = Field(default="", alias="LocalizedDescription")
+    us_english_description: str = Field(default="", alias="USEnglishDescription")
+
+    def describe(self) -> str:
+        """``<desc> (<domain>, <code>)``, preferring the English text (workflows.md §1.6)."""
+        desc = self.us_english_description or self.localized_description
+        return f"{desc} ({self.error_domain}, {self.error_code})"
+
+
+class CommandResponse(_AppleDict):
+    """The fields every report carries; also the result type of unknown request types."""
+
+    request_type: ClassVar[str] = ""
+
+    command_uuid: str = Field(default="", alias="CommandUUID")
+    status: str = Field(default="", alias="Status")
+    not_on_console: bool = Field(default=False, alias="NotOnConsole")
+    error_chain: list[ErrorChainItem] | None = Field(default=None, alias="ErrorChain")
+    udid: str = Field(default="", alias="UDID")
+    user_id: str = Field(default="", alias="UserID")
+    user_short_name: str = Field(default="", alias="UserShortName")
+    user_long_name: str = Field(default="", alias="UserLongName")
+    enrollment_id: str = Field(default="", alias="EnrollmentID")
+    enrollment_user_id: str = Field(default="", alias="EnrollmentUserID")
+
+    raw: bytes = Field(default=b"", exclude=True, repr=False)
+    """The report bytes as received; set by ``parse_response``, never dumped."""
+
+    def validate_status(self) -> None:
+        """Raise ``MDMResponseError`` unless the report is a success (workflows.md §1.6).
+
+        Valid iff there is no ``ErrorChain`` key and the status is Acknowledged, Idle or NotNow.
+        The message reproduces the Go text, chain rendered last to first.
+        """
+        if self.error_chain is None and self.status in VALID_STATUSES:
+            return
+        if self.error_chain is None:
+            chain = "<nil>"
+        elif not self.error_chain:
+            chain = "no items in error chain"
+        else:
+            chain = ": ".join(item.describe() for item in reversed(self.error_chain))
+        raise MDMResponseError(f"MDM error for status {self.status}: {chain}", self.status)
+
+    @property
+    def completed(self) -> bool:
+        """Whether this report finishes its command (engine.md CR-4): any status but empty/NotNow."""
+        return bool(self.status) and self.status != "NotNow"
+
+
+R = TypeVar("R", bound=CommandResponse)
+
+RESPONSE_TYPES: dict[str, type[CommandResponse]] = {}
+
+
+def register_response(cls: type[R]) -> type[R]:
+    """Class decorator: parse reports of ``cls.request_type`` as ``cls``."""
+    if not cls.request_type:
+        raise ValueError(f"{cls.__name__} has an empty request_type")
+    RESPONSE_TYPES[cls.request_type] = cls
+    return cls
+
+
+def response_type_for(request_type: str) -> type[CommandResponse]:
+    """The registered response class, or the generic ``CommandResponse`` for unknown types."""
+    return RESPONSE_TYPES.get(request_type, CommandResponse)
+
+
+def load_plist_dict(raw: bytes, what: str = "report") -> dict[str, Any]:
+    """Decode device plist bytes (XML or binary) to the top-level dictionary.
+
+    Device input is untrusted, and plistlib raises several unrelated exception types for
+    garbage, so everything is funnelled into ``ReportParseError``; ``what`` names the input in
+    the message.
+    """
+    if not raw:
+        raise ReportParseError(f"empty {what}")
+    try:
+        data = plistlib.loads(raw)
+    except Exception as exc:
+        raise ReportParseError(f"{what} is not a valid plist: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ReportParseError(f"{what} plist is a {type(data).__name__}, not a dictionary")
+    return data
+
+
+def parse_report(raw: bytes) -> dict[str, Any]:
+    """Decode a report plist to its top-level dictionary (``ReportParseError`` if it is not one)."""
+    return load_plist_dict(raw, "report")
+
+
+def parse_response(request_type: str, raw: bytes) -> CommandResponse:
+    """Parse a report as the response type of ``request_type``; ``.raw`` keeps the bytes."""
+    cls = response_type_for(request_type)
+    data = parse_report(raw)
+    try:
+        response = cls.model_validate(data)
+    except ValidationError as exc:
+        label = request_type or "command"
+        raise ReportParseError(f"invalid {label} report: {validation_summary(exc)}") from exc
+    response.raw = raw
+    return response
+
+
+# --- DeviceInformation -------------------------------------------------------------------
+
+
+class QueryResponses(_AppleDict):
+    """``QueryResponses`` of DeviceInformation; None = the device did not return that key."""
+
+    udid: str | None = Field(default=None, alias="UDID")
+    serial_number: str | None = Field(default=None, alias="SerialNumber")
+    model: str | None = Field(default=None, alias="Model")
+    model_name: str | None = Field(default=None, alias="ModelName")
+    model_number: str | None = Field(default=None, alias="ModelNumber")
+    product_name: str | None = Field(default=None, alias="ProductName")
+    device_name: str | None = Field(default=None, alias="DeviceName")
+    build_version: str | None = Field(default=None, alias="BuildVersion")
+    os_version: str | None = Field(default=None, alias="OSVersion")
+    supplemental_build_version: str | None = Field(default=None, alias="SupplementalBuildVersion")
+    ethernet_mac: str | None = Field(default=None, alias="EthernetMAC")
+    wifi_mac: str | None = Field(default=None, alias="WiFiMAC")
+    bluetooth_mac: str | None = Field(default=None, alias="BluetoothMAC")
+    imei: str | None = Field(default=None, alias="IMEI")
+    meid: str | None = Field(default=None, alias="MEID")
+    host_name: str | None = Field(default=None, alias="HostName")
+    local_host_name: str | None = Field(default=None, alias="LocalHostName")
+    device_capacity: float | None = Field(default=None, alias="DeviceCapacity")
+    available_device_capacity: float | None = Field(default=None, alias="AvailableDeviceCapacity")
+    battery_level: float | None = Field(default=None, alias="BatteryLevel")
+    is_supervised: bool | None = Field(default=None, alias="IsSupervised")
+    is_apple_silicon: bool | None = Field(default=None, alias="IsAppleSilicon")
+    has_battery: bool | None = Field(default=None, alias="HasBattery")
+    supports_lom_device: bool | None = Field(default=None, alias="SupportsLOMDevice")
+    is_multi_user: bool | None = Field(default=None, alias="IsMultiUser")
+    is_activation_lock_enabled: bool | None = Field(default=None, alias="IsActivationLockEnabled")
+
+
+@register_response
+class DeviceInformationResponse(CommandResponse):
+    """Report of DeviceInformation."""
+
+    request_type: ClassVar[str] = "DeviceInformation"
+
+    query_responses: QueryResponses = Field(default_factory=QueryResponses, alias="QueryResponses")
+
+
+# --- SecurityInfo ------------------------------------------------------------------------
+
+
+class SecurityInfo(_AppleDict):
+    """The ``SecurityInfo`` dictionary (macOS and iOS keys); None = not reported."""
+
+    system_integrity_protection_enabled: bool | None = Field(
+        default=None, alias="SystemIntegrityProtectionEnabled"
+    )
+    authenticated_root_volume_enabled: bool | None = Field(
+        default=None, alias="AuthenticatedRootVolumeEnabled"
+    )
+    fde_enabled: bool | None = Field(default=None, alias="FDE_Enabled")
+    fde_has_personal_recovery_key: bool | None = Field(default=None, alias="FDE_HasPersonalRecoveryKey")
+    fde_has_institutional_recovery_key: bool | None = Field(
+        default=None, alias="FDE_HasInstitutionalRecoveryKey"
+    )
+    fde_personal_recovery_key_cms: bytes | None = Field(default=None, alias="FDE_PersonalRecoveryKeyCMS")
+    fde_personal_recovery_key_device_key: str | None = Field(
+        default=None, alias="FDE_PersonalRecoveryKeyDeviceKey"
+    )
+    remote_desktop_enabled: bool | None = Field(default=None, alias="RemoteDesktopEnabled")
+    is_recovery_lock_enabled: bool | None = Field(default=None, alias="IsRecoveryLockEnabled")
+    bootstrap_token_allowed_for_authentication: str | None = Field(
+        default=None, alias="BootstrapTokenAllowedForAuthentication"
+    )
+    bootstrap_token_required_for_kernel_extension_approval: bool | None = Field(
+        default=None, alias="BootstrapTokenRequiredForKernelExtensionApproval"
+    )
+    bootstrap_token_required_for_software_update: bool | None = Field(
+        default=None, alias="BootstrapTokenRequiredForSoftwareUpdate"
+    )
+    firewall_settings: dict[str, Any] | None = Field(default=None, alias="FirewallSettings")
+    firmware_password_status: dict[str, Any] | None = Field(default=None, alias="FirmwarePasswordStatus")
+    management_status: dict[str, Any] | None = Field(default=None, alias="ManagementStatus")
+    secure_boot: dict[str, Any] | None = Field(default=None, alias="SecureBoot")
+    hardware_encryption_caps: int | None = Field(default=None, alias="HardwareEncryptionCaps")
+    passcode_present: bool | None = Field(default=None, alias="PasscodePresent")
+    passcode_compliant: bool | None = Field(default=None, alias="PasscodeCompliant")
+    passcode_compliant_with_profiles: bool | None = Field(default=None, alias="PasscodeCompliantWithProfiles")
+
+
+@register_response
+class SecurityInfoResponse(CommandResponse):
+    """Report of SecurityInfo (a NotNow report carries no ``SecurityInfo`` dict)."""
+
+    request_type: ClassVar[str] = "SecurityInfo"
+
+    security_info: SecurityInfo = Field(default_factory=SecurityInfo, alias="SecurityInfo")
+
+
+# --- ProfileList -------------------------------------------------------------------------
+
+
+class ProfileListItem(_AppleDict):
+    """One installed profile."""
+
+    payload_identifier: str | None = Field(default=None, alias="PayloadIdentifier")
+    payload_uuid: str | None = Field(default=None, alias="PayloadUUID")
+    payload_display_name: str | None = Field(default=None, alias="PayloadDisplayName")
+    payload_description: str | None = Field(default=None, alias="PayloadDescription")
+    payload_organization: str | None = Field(default=None, alias="PayloadOrganization")
+    payload_version: int | None = Field(default=None, alias="PayloadVersion")
+    payload_removal_disallowed: bool | None = Field(default=None, alias="PayloadRemovalDisallowed")
+    has_removal_passcode: bool | None = Field(default=None, alias="HasRemovalPasscode")
+    is_encrypted: bool | None = Field(default=None, alias="IsEncrypted")
+    is_managed: bool | None = Field(default=None, alias="IsManaged")
+    payload_content: list[dict[str, Any]] | None = Field(default=None, alias="PayloadContent")
+    signer_certificates: list[bytes] | None = Field(default=None, alias="SignerCertificates")
+
+
+@register_response
+class ProfileListResponse(CommandResponse):
+    """Report of ProfileList."""
+
+    request_type: ClassVar[str] = "ProfileList"
+
+    profile_list: list[ProfileListItem] = Field(default_factory=list, alias="ProfileList")
+
+
+# --- CertificateList ---------------------------------------------------------------------
+
+
+class CertificateListItem(_AppleDict):
+    """One installed certificate; ``data`` is the DER certificate."""
+
+    common_name: str | None = Field(default=None, alias="CommonName")
+    data: bytes | None = Field(default=None, alias="Data")
+    is_identity: bool | None = Field(default=None, alias="IsIdentity")
+
+
+@register_response
+class CertificateListResponse(CommandResponse):
+    """Report of CertificateList."""
+
+    request_type: ClassVar[str] = "CertificateList"
+
+    certificate_list: list[CertificateListItem] = Field(default_factory=list, alias="CertificateList")
+
+
+# --- DeviceLock --------------------------------------------------------------------------
+
+
+@register_response
+class DeviceLockResponse(CommandResponse):
+    """Report of DeviceLock."""
+
+    request_type: ClassVar[str] = "DeviceLock"
+
+    message_result: str | None = Field(default=None, alias="MessageResult")
+
+
+# --- RotateFileVaultKey ------------------------------------------------------------------
+
+
+class RotateResult(_AppleDict):
+    """``RotateResult``: the new recovery key, CMS-encrypted to the reply certificate."""
+
+    encrypted_new_recovery_key: bytes | None = Field(default=None, alias="EncryptedNewRecoveryKey")
+
+
+@register_response
+class RotateFileVaultKeyResponse(CommandResponse):
+    """Report of RotateFileVaultKey."""
+
+    request_type: ClassVar[str] = "RotateFileVaultKey"
+
+    rotate_result: RotateResult = Field(default_factory=RotateResult, alias="RotateResult")
+
+
+# --- InstalledApplicationList ------------------------------------------------------------
+
+
+class InstalledApplicationListItem(_AppleDict):
+    """One installed application."""
+
+    identifier: str | None = Field(default=None, alias="Identifier")
+    name: str | None = Field(default=None, alias="Name")
+    short_version: str | None = Field(default=None, alias="ShortVersion")
+    version: str | None = Field(default=None, alias="Version")
+    bundle_size: int | None = Field(default=None, alias="BundleSize")
+    dynamic_size: int | None = Field(default=None, alias="DynamicSize")
+    external_version_identifier: int | None = Field(default=None, alias="ExternalVersionIdentifier")
+    is_validated: bool | None = Field(default=None, alias="IsValidated")
+    installing: bool | None = Field(default=None, alias="Installing")
+    has_update_available: bool | None = Field(default=None, alias="HasUpdateAvailable")
+
+
+@register_response
+class InstalledApplicationListResponse(CommandResponse):
+    """Report of InstalledApplicationList."""
+
+    request_type: ClassVar[str] = "InstalledApplicationList"
+
+    installed_application_list: list[InstalledApplicationListItem] = Field(
+        default_factory=list, alias="InstalledApplicationList"
+    )
+
+
+# --- status-only and near status-only responses ------------------------------------------
+
+
+@register_response
+class InstallProfileResponse(CommandResponse):
+    """Report of InstallProfile (status only)."""
+
+    request_type: ClassVar[str] = "InstallProfile"
+
+
+@register_response
+class RemoveProfileResponse(CommandResponse):
+    """Report of RemoveProfile (status only)."""
+
+    request_type: ClassVar[str] = "RemoveProfile"
+
+
+@register_response
+class DeviceConfiguredResponse(CommandResponse):
+    """Report of DeviceConfigured (status only)."""
+
+    request_type: ClassVar[str] = "DeviceConfigured"
+
+
+@register_response
+class InstallApplicationResponse(CommandResponse):
+    """Report of InstallApplication: status, plus the app's identifier and install state."""
+
+    request_type: ClassVar[str] = "InstallApplication"
+
+    identifier: str | None = Field(default=None, alias="Identifier")
+    state: str | None = Field(default=None, alias="State")
