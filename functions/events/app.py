@@ -33,9 +33,9 @@ def _blobs() -> S3BlobStore | None:
 
 
 def _received_at(record: SQSRecord) -> datetime:
-    attribute = (record.message_attributes.get("received_at") or {}).get("stringValue")  # type: ignore[union-attr]
-    if attribute:
-        return datetime.fromisoformat(attribute)
+    attribute = record.message_attributes["received_at"]
+    if attribute is not None and attribute.string_value:
+        return datetime.fromisoformat(attribute.string_value)
     return datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, tz=UTC)
 
 
@@ -54,5 +54,5 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)
+    return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                         context=context))

@@ -141,7 +141,7 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
                 return error_response(405, "method not allowed", {"Allow": allow})
         return error_response(404, "not found")
 
-    @api.exception_handler(Exception)
+    @api.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def unexpected(exc: Exception) -> Response[str]:
         logger.exception("API request failed", extra={"path": api.current_event.path})
         return error_response(500, f"internal error: {type(exc).__name__}")

@@ -91,7 +91,7 @@ def _is_conditional_failure(exc: Exception) -> bool:
 
 
 def _target_state(item: StepTarget) -> TargetState:
-    results = item.results.as_dict() if item.results is not None else {}
+    results = item.results.as_dict() if item.results is not None else {}  # type: ignore[no-untyped-call]
     return TargetState(
         enrollment_id=item.pk.removeprefix("ENR#"),
         step_id=item.sk.removeprefix(STEP),
@@ -116,8 +116,8 @@ class DynamoEngineStore:
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None:
         """Store step targets and their command records; all or nothing (SC-3)."""
-        written: list[Model] = []
-        items: list[tuple[Model, bool]] = []
+        written: list[StepTarget | CommandRecord] = []
+        items: list[tuple[StepTarget | CommandRecord, bool]] = []
         for t in targets:
             pk = enrollment_pk(t.enrollment_id)
             target = StepTarget(
@@ -127,7 +127,7 @@ class DynamoEngineStore:
                 instance_id=t.instance_id,
                 step_name=t.step_name,
                 context=t.context or None,
-                commands=[StepCommand(uuid=c.uuid, logical=c.logical, request_type=c.request_type)
+                commands=[StepCommand(uuid=c.uuid, logical=c.logical, request_type=c.request_type)  # type: ignore[no-untyped-call]
                           for c in t.commands],
                 results={},
                 created_at=t.created_at,
@@ -142,7 +142,7 @@ class DynamoEngineStore:
                 items.append((CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id,
                                             request_type=c.request_type), True))
 
-        def put(entry: tuple[Model, bool]) -> Model | None:
+        def put(entry: tuple[StepTarget | CommandRecord, bool]) -> StepTarget | CommandRecord | None:
             item, unique = entry
             try:
                 if unique:

@@ -56,7 +56,7 @@ class _Meta:
 
 
 class _Item(Model):
-    Meta = _Meta
+    Meta = _Meta  # type: ignore[assignment]
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -88,7 +88,7 @@ class StepTarget(_Item):
     step_name = UnicodeAttribute(default="")
     context = BinaryAttribute(null=True, legacy_encoding=False)
     commands = ListAttribute(of=StepCommand)
-    results = MapAttribute[str, Any](default=dict)
+    results = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
     """Sent command UUID → the latest raw report (NotNow included)."""
     done = UnicodeSetAttribute(null=True)
     """Sent command UUIDs with a final report; the step completes when it holds them all."""
@@ -116,7 +116,7 @@ class WorkflowStart(_Item):
 
 class InventoryItem(_Item):
     Meta = _Meta
-    values = MapAttribute[str, Any](default=dict)
+    values = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
 
 
 ALL_MODELS: tuple[type[_Item], ...] = (CommandRecord, StepTarget, WorkflowLock, WorkflowStart, InventoryItem)

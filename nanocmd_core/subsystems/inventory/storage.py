@@ -43,7 +43,7 @@ class DynamoInventoryStore:
             raise InventoryError("no ids supplied")
         found: dict[str, dict[str, Any]] = {}
         for item in InventoryItem.batch_get([(INVENTORY + i, _SK) for i in wanted]):
-            found[item.pk.removeprefix(INVENTORY)] = _plain(item.values.as_dict() if item.values else {})
+            found[item.pk.removeprefix(INVENTORY)] = _plain(item.values.as_dict() if item.values else {})  # type: ignore[no-untyped-call]
         return {i: found[i] for i in wanted if i in found}
 
     def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:
