@@ -1,0 +1,208 @@
+"""The running local system driven over HTTP exactly as NanoMDM and an admin's scripts would:
+webhooks in, commands out to a fake MDM server, results read back through the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import plistlib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.e2e.conftest import API_KEY
+from tests.fakes.mdm_server import FakeMDMServer
+from tests.fakes.reports import checkin_webhook, connect_webhook, device_information, report, security_info
+
+INVENTORY = "io.micromdm.wf.inventory.v1"
+DEVINFOLOG = "io.micromdm.wf.devinfolog.v1"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "nanocmd"
+T = TypeVar("T")
+
+
+def call(base: str, method: str, path: str, body: bytes | None = None, auth: bool = True,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
+    if auth:
+        token = base64.b64encode(f"nanocmd:{API_KEY}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            status, raw, hdrs = reply.status, reply.read(), dict(reply.headers)
+    except urllib.error.HTTPError as exc:
+        status, raw, hdrs = exc.code, exc.read(), dict(exc.headers)
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw
+    return status, {k.lower(): v for k, v in hdrs.items()}, parsed
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def webhook(stack: Any, body: bytes) -> int:
+    return call(stack.base_url, "POST", "/webhook", body, auth=False,
+                headers={"Content-Type": "application/json"})[0]
+
+
+def start(stack: Any, workflow: str, *ids: str) -> tuple[int, Any]:
+    query = "&".join(f"id={i}" for i in ids)
+    status, _, body = call(stack.base_url, "POST", f"/v1/workflow/{workflow}/start?{query}")
+    return status, body
+
+
+def inventory(stack: Any, *ids: str) -> dict[str, Any]:
+    query = "&".join(f"id={i}" for i in ids)
+    status, headers, body = call(stack.base_url, "GET", f"/v1/inventory?{query}")
+    assert status == 200 and headers["content-type"] == "application/json"
+    return dict(body)
+
+
+def sent_commands(mdm: FakeMDMServer, enrollment_id: str, count: int) -> list[dict[str, Any]]:
+    return mdm.wait_for(lambda: (c := mdm.commands_for(enrollment_id)) and len(c) >= count and c)
+
+
+def reply_plists(udid: str, di_uuid: str, si_uuid: str) -> tuple[bytes, bytes]:
+    """The Go suite's devinfo/secinfo reports when the shared test data is there (re-addressed to
+    the UUIDs and id of this run), else reports built per Apple's schema with the same values."""
+    folder = SHARED / "workflow" / "inventory" / "testdata"
+    if folder.is_dir():
+        di = plistlib.loads((folder / "devinfo.plist").read_bytes())
+        si = plistlib.loads((folder / "secinfo.plist").read_bytes())
+        di.update(CommandUUID=di_uuid, UDID=udid)
+        di["QueryResponses"]["UDID"] = udid
+        si.update(CommandUUID=si_uuid, UDID=udid)
+        return plistlib.dumps(di), plistlib.dumps(si)
+    return (device_information(di_uuid, udid, Model="MacBookPro11,3", ProductName="MacBookPro11,3", UDID=udid),
+            security_info(si_uuid, udid, SystemIntegrityProtectionEnabled=True, FDE_Enabled=False))
+
+
+def tokenupdate_body(udid: str) -> bytes:
+    path = SHARED / "mdm" / "foss" / "testdata" / "tokenupdate.json"
+    if path.is_file():
+        doc = json.loads(path.read_text())
+        doc["checkin_event"]["udid"] = udid
+        return json.dumps(doc).encode()
+    return checkin_webhook("TokenUpdate", udid, tally=1)
+
+
+@pytest.mark.parametrize("order", ["devinfo-first", "secinfo-first"])
+def test_inventory_workflow_end_to_end(local_stack: Any, fake_mdm: FakeMDMServer, order: str) -> None:
+    udid = "FF269FDC-7A93-5F12-A4B7-09923F0D1F7F"
+    assert webhook(local_stack, tokenupdate_body(udid)) == 200
+
+    status, body = start(local_stack, INVENTORY, udid)
+    assert status == 200 and set(body) == {"instance_id"}
+    di, si = sent_commands(fake_mdm, udid, 2)
+    assert [di["Command"]["RequestType"], si["Command"]["RequestType"]] == ["DeviceInformation", "SecurityInfo"]
+    requests = fake_mdm.enqueued()
+    assert all(r.auth_ok and r.method == "PUT" for r in requests)
+
+    di_raw, si_raw = reply_plists(udid, di["CommandUUID"], si["CommandUUID"])
+    replies = [(di["CommandUUID"], di_raw), (si["CommandUUID"], si_raw)]
+    if order == "secinfo-first":
+        replies.reverse()
+    for uuid, raw in replies:
+        assert webhook(local_stack, connect_webhook(udid, uuid, raw, url_params={"group": "staff"})) == 200
+
+    record = eventually(lambda: (r := inventory(local_stack, udid).get(udid)) and "model" in r
+                        and "sip_enabled" in r and r)
+    assert record["model"] == "MacBookPro11,3"
+    assert record["sip_enabled"] is True and record["fde_enabled"] is False
+    assert record["last_source"] in {"DeviceInformation", "SecurityInfo"}
+    # the step is over: the exclusive workflow can start again for this id
+    assert eventually(lambda: start(local_stack, INVENTORY, udid)[0] == 200)
+    assert inventory(local_stack, "someone-else") == {}
+
+
+def test_notnow_then_acknowledged(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    udid = "NOTNOW-DEVICE"
+    assert start(local_stack, DEVINFOLOG, udid)[0] == 200
+    [command] = sent_commands(fake_mdm, udid, 1)
+    uuid = command["CommandUUID"]
+    assert webhook(local_stack, connect_webhook(udid, uuid, report(uuid, udid, "NotNow"))) == 200
+    assert local_stack.wait_queue_empty()
+    status, body = start(local_stack, DEVINFOLOG, udid)
+    assert (status, body) == (409, {"error": "workflow already started on 1 (of 1) ids"})
+    assert webhook(local_stack, connect_webhook(udid, uuid, device_information(uuid, udid, Model="M"))) == 200
+    assert eventually(lambda: start(local_stack, DEVINFOLOG, udid)[0] == 200)
+
+
+def test_untracked_reports_are_accepted_and_ignored(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    udid = "UNTRACKED-DEVICE"
+    body = connect_webhook(udid, "not-a-command-of-ours", device_information("not-a-command-of-ours", udid,
+                                                                             Model="X"))
+    assert webhook(local_stack, body) == 200
+    assert local_stack.wait_queue_empty()
+    assert inventory(local_stack, udid) == {}
+    assert fake_mdm.enqueued() == []
+
+
+def test_a_hundred_ids_in_one_start(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    ids = [f"FLEET-{i:03d}" for i in range(100)]
+    query = "&".join(f"id={i}" for i in ids)
+    status, _, body = call(local_stack.base_url, "POST", f"/v1/workflow/{INVENTORY}/start?{query}")
+    assert status == 200 and "instance_id" in body
+    requests = fake_mdm.enqueued()
+    assert sorted(len(r.ids) for r in requests) == [10, 10, 30, 30, 30, 30, 30, 30]
+    assert all(r.command is not None for r in requests)  # every chunk carries its command (GAP-10)
+    assert len({r.command_uuid for r in requests}) == len(requests)  # NanoMDM stores a UUID once
+    for enrollment_id in ids:
+        assert [c["Command"]["RequestType"] for c in fake_mdm.commands_for(enrollment_id)] == [
+            "DeviceInformation", "SecurityInfo"]
+    # a device past the first chunk answers under its chunk's UUIDs and still completes
+    late = ids[77]
+    di, si = fake_mdm.commands_for(late)
+    di_raw, si_raw = reply_plists(late, di["CommandUUID"], si["CommandUUID"])
+    webhook(local_stack, connect_webhook(late, di["CommandUUID"], di_raw))
+    webhook(local_stack, connect_webhook(late, si["CommandUUID"], si_raw))
+    record = eventually(lambda: inventory(local_stack, late).get(late, {}).get("model") and
+                        inventory(local_stack, late)[late])
+    assert record["model"] == "MacBookPro11,3"
+
+
+def test_mdm_server_answering_500(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    fake_mdm.fail_always(500)
+    status, body = start(local_stack, INVENTORY, "FAILING-DEVICE")
+    assert status == 502
+    assert "MDM server refused" in body["error"] and body["failed_ids"] == ["FAILING-DEVICE"]
+    fake_mdm.heal()
+    assert start(local_stack, INVENTORY, "FAILING-DEVICE")[0] == 200
+
+
+def test_webhook_and_api_errors_over_http(local_stack: Any) -> None:
+    base = local_stack.base_url
+    assert call(base, "POST", "/webhook", b"{not json", auth=False)[0] == 400
+    status, headers, body = call(base, "POST", "/webhook", b'{"topic": "mdm.Connect"}', auth=False)
+    assert status == 400 and headers["content-type"] == "application/json" and body["error"]
+    assert webhook(local_stack, checkin_webhook("UserAuthenticate", "D")) == 200
+    status, headers, body = call(base, "GET", "/version", auth=False)
+    assert status == 200 and "version" in body
+    status, headers, body = call(base, "POST", f"/v1/workflow/{INVENTORY}/start?id=A", auth=False)
+    assert status == 401 and headers["www-authenticate"] == 'Basic realm="nanocmd"'
+    status, _, body = call(base, "POST", "/v1/workflow/io.example.nope/start?id=A")
+    assert (status, body) == (404, {"error": "no such workflow: io.example.nope"})
+    status, _, body = call(base, "POST", f"/v1/workflow/{INVENTORY}/start")
+    assert (status, body) == (400, {"error": "no IDs provided"})
+
+
+def test_check_out_frees_the_enrollment(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    udid = "CHECKOUT-DEVICE"
+    assert start(local_stack, DEVINFOLOG, udid)[0] == 200
+    assert start(local_stack, DEVINFOLOG, udid)[0] == 409
+    assert webhook(local_stack, checkin_webhook("CheckOut", udid)) == 200
+    assert eventually(lambda: start(local_stack, DEVINFOLOG, udid)[0] == 200)
