@@ -45,8 +45,13 @@ def record_handler(record: SQSRecord) -> None:
     try:
         process_webhook_event(_app().engine, event, _received_at(record))
     except Exception:
-        logger.exception("event processing failed; the queue will retry it", extra={
-            "message_id": record.message_id, "receive_count": record.attributes.approximate_receive_count})
+        logger.exception(
+            "event processing failed; the queue will retry it",
+            extra={
+                "message_id": record.message_id,
+                "receive_count": record.attributes.approximate_receive_count,
+            },
+        )
         raise
     finally:
         logger.remove_keys(["enrollment_id", "topic"])
@@ -54,5 +59,8 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                         context=context))
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

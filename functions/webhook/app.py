@@ -36,12 +36,29 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     headers = {k: v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
     if config.dump_webhook:
         logger.info("webhook body", extra={"body": body.decode(errors="replace")})
-    reply = accept_webhook(body, headers, queue=_queue(), hmac_key=config.webhook_hmac_key, blobs=_blobs(),
-                           received_at=datetime.now(UTC))
+    reply = accept_webhook(
+        body,
+        headers,
+        queue=_queue(),
+        hmac_key=config.webhook_hmac_key,
+        blobs=_blobs(),
+        received_at=datetime.now(UTC),
+    )
     if reply.status != 200:
         parsed = reply.event
-        logger.warning("webhook rejected", extra={
-            "status": reply.status, "error": reply.error, "topic": parsed.topic if parsed else None,
-            "enrollment_id": parsed.enrollment_id if parsed else None, "body_bytes": len(body)})
-        return {"statusCode": reply.status, "headers": {"Content-Type": "application/json"}, "body": reply.body}
+        logger.warning(
+            "webhook rejected",
+            extra={
+                "status": reply.status,
+                "error": reply.error,
+                "topic": parsed.topic if parsed else None,
+                "enrollment_id": parsed.enrollment_id if parsed else None,
+                "body_bytes": len(body),
+            },
+        )
+        return {
+            "statusCode": reply.status,
+            "headers": {"Content-Type": "application/json"},
+            "body": reply.body,
+        }
     return {"statusCode": 200, "headers": {}, "body": ""}

@@ -42,8 +42,12 @@ ROUTES: list[tuple[re.Pattern[str], list[str]]] = [
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(body) + "\n", headers=headers)
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body) + "\n",
+        headers=headers,
+    )
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response[str]:
@@ -77,8 +81,12 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
             api_key = settings.api_key
             if not api_key:  # as in Go: no API key, no management API
                 return error_response(404, "not found")
-            if not basic_auth_ok(api.current_event.headers.get("Authorization")
-                                 or api.current_event.headers.get("authorization") or "", api_key):
+            if not basic_auth_ok(
+                api.current_event.headers.get("Authorization")
+                or api.current_event.headers.get("authorization")
+                or "",
+                api_key,
+            ):
                 return error_response(401, "unauthorized", {"WWW-Authenticate": 'Basic realm="nanocmd"'})
             return handler(*args, **kwargs)
 
@@ -87,8 +95,11 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
 
     @api.route("/version", method=ALL_METHODS)
     def version() -> Response[str]:
-        return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
-                        body=json.dumps({"version": settings.version}))
+        return Response(
+            status_code=200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({"version": settings.version}),
+        )
 
     @api.post("/v1/workflow/<name>/start")
     @protected

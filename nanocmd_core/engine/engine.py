@@ -49,12 +49,14 @@ class EngineStore(Protocol):
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None: ...
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None: ...
-    def record_report(self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes,
-                      final: bool, now: datetime) -> TargetState | None: ...
+    def record_report(
+        self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
+    ) -> TargetState | None: ...
     def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None: ...
     def delete_target(self, state: TargetState) -> None: ...
-    def acquire_locks(self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime,
-                      expires: datetime) -> list[str]: ...
+    def acquire_locks(
+        self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime, expires: datetime
+    ) -> list[str]: ...
     def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None: ...
     def outstanding(self, workflow: str, ids: Sequence[str], now: datetime) -> list[str]: ...
     def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None: ...
@@ -85,8 +87,14 @@ class AlreadyStartedError(EngineError):
 class StartError(EngineError):
     """The workflow could not be started on any id."""
 
-    def __init__(self, message: str, *, failed_ids: Sequence[str] = (), send_failure: bool = False,
-                 client_error: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed_ids: Sequence[str] = (),
+        send_failure: bool = False,
+        client_error: bool = False,
+    ) -> None:
         super().__init__(message)
         self.failed_ids = list(failed_ids)
         self.send_failure = send_failure
@@ -212,8 +220,15 @@ class Engine:
                     send_failures = True
                 except Exception as exc:
                     workflow_errors_only = workflow_errors_only and isinstance(exc, WorkflowError)
-                    logger.warning("workflow start failed", extra={"workflow": name, "instance_id": instance_id,
-                                                                   "enrollment_ids": group, "error": str(exc)})
+                    logger.warning(
+                        "workflow start failed",
+                        extra={
+                            "workflow": name,
+                            "instance_id": instance_id,
+                            "enrollment_ids": group,
+                            "error": str(exc),
+                        },
+                    )
                     # ids the workflow did enqueue for before failing have live steps: they run
                     started = [i for i in group if (name, instance_id, i) in enqueued]
                     result.failed_ids += [i for i in group if i not in set(started)]
@@ -226,11 +241,22 @@ class Engine:
                 self.store.record_started(name, started, now)  # ST-9.4, ST-11
                 result.started_ids += started
         if not result.started_ids and result.failed_ids:
-            raise StartError("; ".join(dict.fromkeys(result.errors)), failed_ids=result.failed_ids,
-                             send_failure=send_failures, client_error=workflow_errors_only and not send_failures)
-        logger.info("workflow started", extra={"workflow": name, "instance_id": instance_id,
-                                               "started": len(result.started_ids), "skipped": len(busy),
-                                               "failed": len(result.failed_ids)})
+            raise StartError(
+                "; ".join(dict.fromkeys(result.errors)),
+                failed_ids=result.failed_ids,
+                send_failure=send_failures,
+                client_error=workflow_errors_only and not send_failures,
+            )
+        logger.info(
+            "workflow started",
+            extra={
+                "workflow": name,
+                "instance_id": instance_id,
+                "started": len(result.started_ids),
+                "skipped": len(busy),
+                "failed": len(result.failed_ids),
+            },
+        )
         return result
 
     @contextmanager
@@ -255,7 +281,9 @@ class Engine:
             raise StepError("converting workflow step: missing instance id")
         ids = unique_ids(step.ids)
         if not ids or any(not i for i in ids):
-            raise StepError("converting workflow step: no IDs" if not ids else "converting workflow step: empty id")
+            raise StepError(
+                "converting workflow step: no IDs" if not ids else "converting workflow step: empty id"
+            )
         if not step.commands:
             raise StepError("converting workflow step: no commands")
         seen: set[str] = set()
@@ -282,7 +310,7 @@ class Engine:
         timeout_at = self._timeout_for(workflow, step, now)
         step_id = uuid.uuid4().hex
         max_ids = max(1, self.mdm.max_ids_per_request)
-        chunks = [ids[i:i + max_ids] for i in range(0, len(ids), max_ids)]
+        chunks = [ids[i : i + max_ids] for i in range(0, len(ids), max_ids)]
         targets = [
             NewTarget(
                 enrollment_id=enrollment_id,
@@ -291,8 +319,10 @@ class Engine:
                 instance_id=step.instance_id,
                 step_name=step.name,
                 context=context,
-                commands=[TargetCommand(chunk_command_uuid(c.command_uuid, k), c.command_uuid, c.request_type)
-                          for c in step.commands],
+                commands=[
+                    TargetCommand(chunk_command_uuid(c.command_uuid, k), c.command_uuid, c.request_type)
+                    for c in step.commands
+                ],
                 created_at=int(now.timestamp()),
                 timeout_at=int(timeout_at.timestamp()) if timeout_at else None,
                 pushed_at=int(now.timestamp()),
@@ -315,11 +345,22 @@ class Engine:
                 # was lost: the UUID is fresh for this step, so the server holds our command.
                 if not reply.ok and not getattr(reply, "already_exists", False):
                     for enrollment_id in reply.failed_ids or chunk:
-                        failed.setdefault(enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}")
-                    logger.error("MDM server refused command", extra={
-                        "workflow": workflow_name, "instance_id": step.instance_id, "step_name": step.name,
-                        "command_uuid": sent_uuid, "request_type": command.request_type,
-                        "enrollment_ids": reply.failed_ids or chunk, "status": reply.status, "detail": reply.detail})
+                        failed.setdefault(
+                            enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}"
+                        )
+                    logger.error(
+                        "MDM server refused command",
+                        extra={
+                            "workflow": workflow_name,
+                            "instance_id": step.instance_id,
+                            "step_name": step.name,
+                            "command_uuid": sent_uuid,
+                            "request_type": command.request_type,
+                            "enrollment_ids": reply.failed_ids or chunk,
+                            "status": reply.status,
+                            "detail": reply.detail,
+                        },
+                    )
 
         scope = _enqueued.get()
         sent_ids = [i for i in ids if i not in failed]
@@ -328,14 +369,23 @@ class Engine:
         if failed:
             for target in targets:
                 if target.enrollment_id in failed:
-                    self.store.delete_target(TargetState(
-                        enrollment_id=target.enrollment_id, step_id=step_id, workflow=workflow_name,
-                        instance_id=step.instance_id, step_name=step.name, context=context,
-                        commands=target.commands))
+                    self.store.delete_target(
+                        TargetState(
+                            enrollment_id=target.enrollment_id,
+                            step_id=step_id,
+                            workflow=workflow_name,
+                            instance_id=step.instance_id,
+                            step_name=step.name,
+                            context=context,
+                            commands=target.commands,
+                        )
+                    )
             first = next(iter(failed.values()))
             raise SendError(
                 f"enqueueing step: MDM server refused {len(failed)} of {len(ids)} ids: {first}",
-                failed_ids=list(failed), sent_ids=sent_ids)
+                failed_ids=list(failed),
+                sent_ids=sent_ids,
+            )
 
     def _timeout_for(self, workflow: Workflow | None, step: StepEnqueueing, now: datetime) -> datetime | None:
         """EQ-1/2: the step's own timeout, else the workflow's, else the engine's (0 = never)."""
@@ -350,32 +400,47 @@ class Engine:
 
     # --- command reports (§2.4) ------------------------------------------------------------
 
-    def handle_command_report(self, enrollment_id: str, command_uuid: str, raw_report: bytes,
-                              mdm_context: MDMContext | None = None) -> None:
+    def handle_command_report(
+        self, enrollment_id: str, command_uuid: str, raw_report: bytes, mdm_context: MDMContext | None = None
+    ) -> None:
         tracked = self.store.lookup_command(enrollment_id, command_uuid)
         if tracked is None:  # CR-2: not ours, or its step already ended
-            logger.debug("untracked command report", extra={"enrollment_id": enrollment_id,
-                                                             "command_uuid": command_uuid})
+            logger.debug(
+                "untracked command report",
+                extra={"enrollment_id": enrollment_id, "command_uuid": command_uuid},
+            )
             return
         step_id, request_type = tracked
         response = parse_response(request_type, raw_report)  # CR-3
         if response.command_uuid and response.command_uuid != command_uuid:  # GAP-24
-            logger.warning("report CommandUUID differs from the webhook's; using the webhook's",
-                           extra={"enrollment_id": enrollment_id, "command_uuid": command_uuid,
-                                  "report_command_uuid": response.command_uuid})
+            logger.warning(
+                "report CommandUUID differs from the webhook's; using the webhook's",
+                extra={
+                    "enrollment_id": enrollment_id,
+                    "command_uuid": command_uuid,
+                    "report_command_uuid": response.command_uuid,
+                },
+            )
 
         self._dispatch_all_command_response(request_type, response, enrollment_id, mdm_context)  # CR-5
 
-        state = self.store.record_report(enrollment_id, step_id, command_uuid, raw_report,
-                                         response.completed, self.clock())  # CR-4, CR-6, CR-7
+        state = self.store.record_report(
+            enrollment_id, step_id, command_uuid, raw_report, response.completed, self.clock()
+        )  # CR-4, CR-6, CR-7
         if state is None:
             return  # CR-8
         self._deliver_completion(state, command_uuid, response, mdm_context)
 
-    def _deliver_completion(self, state: TargetState, command_uuid: str, current: CommandResponse,
-                            mdm_context: MDMContext | None) -> None:
-        log = {"workflow": state.workflow, "instance_id": state.instance_id, "step_name": state.step_name,
-               "enrollment_id": state.enrollment_id, "command_uuid": command_uuid}
+    def _deliver_completion(
+        self, state: TargetState, command_uuid: str, current: CommandResponse, mdm_context: MDMContext | None
+    ) -> None:
+        log = {
+            "workflow": state.workflow,
+            "instance_id": state.instance_id,
+            "step_name": state.step_name,
+            "enrollment_id": state.enrollment_id,
+            "command_uuid": command_uuid,
+        }
         workflow = self.registry.get(state.workflow)
         if workflow is None:  # CR-9, but recoverable: the step stays tracked for a retry
             self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
@@ -403,12 +468,19 @@ class Engine:
 
     def _finish(self, workflow: Workflow, state: TargetState, enqueued: set[tuple[str, str, str]]) -> None:
         self.store.delete_target(state)
-        if (self.registry.config_of(workflow).exclusive
-                and (state.workflow, state.instance_id, state.enrollment_id) not in enqueued):
+        if (
+            self.registry.config_of(workflow).exclusive
+            and (state.workflow, state.instance_id, state.enrollment_id) not in enqueued
+        ):
             self.store.release_lock(state.workflow, state.enrollment_id, state.instance_id)
 
-    def _step_result(self, workflow: Workflow, state: TargetState, parsed: dict[str, CommandResponse],
-                     mdm_context: MDMContext | None) -> StepResult:
+    def _step_result(
+        self,
+        workflow: Workflow,
+        state: TargetState,
+        parsed: dict[str, CommandResponse],
+        mdm_context: MDMContext | None,
+    ) -> StepResult:
         """CR-10: one typed response per command that has a report; the workflow sees the UUIDs
         it gave its commands even where a chunk was sent under a derived one."""
         results: list[CommandResponse] = []
@@ -432,20 +504,28 @@ class Engine:
             command_results=results,
         )
 
-    def _dispatch_all_command_response(self, request_type: str, response: CommandResponse,
-                                       enrollment_id: str, mdm_context: MDMContext | None) -> None:
+    def _dispatch_all_command_response(
+        self, request_type: str, response: CommandResponse, enrollment_id: str, mdm_context: MDMContext | None
+    ) -> None:
         event = Event(EventFlag.ALL_COMMAND_RESPONSE, response)
         for workflow in self.registry.all_response_workflows(request_type):
             self._call_event(workflow, event, enrollment_id, mdm_context)
 
     # --- check-ins and idle (§2.5, §2.6) ---------------------------------------------------
 
-    def handle_checkin(self, enrollment_id: str, message: CheckinMessage,
-                       mdm_context: MDMContext | None = None) -> None:
+    def handle_checkin(
+        self, enrollment_id: str, message: CheckinMessage, mdm_context: MDMContext | None = None
+    ) -> None:
         if isinstance(message, Authenticate | CheckOut):
             removed = self.store.cancel_all(enrollment_id)  # CI-1, GAP-4 fixed
-            logger.info("enrollment reset: steps cancelled", extra={
-                "enrollment_id": enrollment_id, "message_type": type(message).__name__, "items": removed})
+            logger.info(
+                "enrollment reset: steps cancelled",
+                extra={
+                    "enrollment_id": enrollment_id,
+                    "message_type": type(message).__name__,
+                    "items": removed,
+                },
+            )
             flags = [EventFlag.AUTHENTICATE if isinstance(message, Authenticate) else EventFlag.CHECK_OUT]
         elif isinstance(message, TokenUpdate):
             flags = [EventFlag.TOKEN_UPDATE] + ([EventFlag.ENROLLMENT] if message.enrolling else [])
@@ -454,8 +534,9 @@ class Engine:
         for flag in flags:  # CI-3: one after the other
             self.dispatch_event(Event(flag, message), enrollment_id, mdm_context)
 
-    def handle_idle(self, enrollment_id: str, mdm_context: MDMContext | None = None,
-                    event_at: datetime | None = None) -> None:
+    def handle_idle(
+        self, enrollment_id: str, mdm_context: MDMContext | None = None, event_at: datetime | None = None
+    ) -> None:
         self.dispatch_event(Event(EventFlag.IDLE), enrollment_id, mdm_context)  # ID-1
 
     def dispatch_event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
@@ -464,9 +545,18 @@ class Engine:
             self._call_event(workflow, event, enrollment_id, mdm_context)
 
     @staticmethod
-    def _call_event(workflow: Workflow, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
+    def _call_event(
+        workflow: Workflow, event: Event, enrollment_id: str, mdm_context: MDMContext | None
+    ) -> None:
         try:
             workflow.event(event, enrollment_id, mdm_context if mdm_context and mdm_context.params else None)
         except Exception as exc:
-            logger.warning("workflow event handler failed", extra={
-                "workflow": workflow.name, "event": event.name, "enrollment_id": enrollment_id, "error": str(exc)})
+            logger.warning(
+                "workflow event handler failed",
+                extra={
+                    "workflow": workflow.name,
+                    "event": event.name,
+                    "enrollment_id": enrollment_id,
+                    "error": str(exc),
+                },
+            )

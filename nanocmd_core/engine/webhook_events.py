@@ -17,7 +17,7 @@ def load_queued_webhook(body: str, blobs: BlobStore | None) -> WebhookEvent:
     """The webhook as the intake queued it, fetching it from the blob store when it was too
     large for a message."""
     raw = body.encode()
-    if body.startswith("{\"" + BLOB_POINTER):
+    if body.startswith('{"' + BLOB_POINTER):
         pointer = json.loads(body)
         if set(pointer) == {BLOB_POINTER}:
             if blobs is None:

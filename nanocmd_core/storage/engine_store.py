@@ -127,8 +127,10 @@ class DynamoEngineStore:
                 instance_id=t.instance_id,
                 step_name=t.step_name,
                 context=t.context or None,
-                commands=[StepCommand(uuid=c.uuid, logical=c.logical, request_type=c.request_type)  # type: ignore[no-untyped-call]
-                          for c in t.commands],
+                commands=[
+                    StepCommand(uuid=c.uuid, logical=c.logical, request_type=c.request_type)  # type: ignore[no-untyped-call]
+                    for c in t.commands
+                ],
                 results={},
                 created_at=t.created_at,
                 timeout_at=t.timeout_at,
@@ -139,8 +141,12 @@ class DynamoEngineStore:
                 target.gsi1sk = t.timeout_at
             items.append((target, False))
             for c in t.commands:
-                items.append((CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id,
-                                            request_type=c.request_type), True))
+                items.append(
+                    (
+                        CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type),
+                        True,
+                    )
+                )
 
         def put(entry: tuple[StepTarget | CommandRecord, bool]) -> StepTarget | CommandRecord | None:
             item, unique = entry
@@ -168,8 +174,11 @@ class DynamoEngineStore:
                 written.append(entry[0])
         if failed:
             self._delete_items(written)
-            dupes = [e[0].pk.removeprefix("ENR#") + "/" + e[0].sk.removeprefix(COMMAND)
-                     for e, r in zip(items, results, strict=True) if r is None]
+            dupes = [
+                e[0].pk.removeprefix("ENR#") + "/" + e[0].sk.removeprefix(COMMAND)
+                for e, r in zip(items, results, strict=True)
+                if r is None
+            ]
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
 
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None:
@@ -177,13 +186,16 @@ class DynamoEngineStore:
         if not enrollment_id or not command_uuid:
             return None
         try:
-            rec = CommandRecord.get(enrollment_pk(enrollment_id), COMMAND + command_uuid, consistent_read=True)
+            rec = CommandRecord.get(
+                enrollment_pk(enrollment_id), COMMAND + command_uuid, consistent_read=True
+            )
         except CommandRecord.DoesNotExist:
             return None
         return rec.step_id, rec.request_type
 
-    def record_report(self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes,
-                      final: bool, now: datetime) -> TargetState | None:
+    def record_report(
+        self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
+    ) -> TargetState | None:
         """Store a report on its step target. Returns the target only to the one caller whose
         final report made the step complete for this id (GAP-2): the done-set ADD is guarded by
         ``NOT contains(done, uuid)``, so duplicates and concurrent finals cannot both win."""
@@ -218,14 +230,20 @@ class DynamoEngineStore:
 
     # --- exclusivity and start records -------------------------------------------------------
 
-    def acquire_locks(self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime,
-                      expires: datetime) -> list[str]:
+    def acquire_locks(
+        self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime, expires: datetime
+    ) -> list[str]:
         """Take the running lock of ``workflow`` for each id with a conditional put; returns the
         ids that were busy (GAP-1: concurrent starts cannot both pass)."""
 
         def take(enrollment_id: str) -> bool:
-            lock = WorkflowLock(enrollment_pk(enrollment_id), LOCK + workflow, instance_id=instance_id,
-                                acquired_at=_epoch(now), ttl=expires)
+            lock = WorkflowLock(
+                enrollment_pk(enrollment_id),
+                LOCK + workflow,
+                instance_id=instance_id,
+                acquired_at=_epoch(now),
+                ttl=expires,
+            )
             try:
                 lock.save(condition=WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now))
             except PutError as exc:

@@ -114,6 +114,10 @@ def accept_webhook(
         key = f"webhook/{digest}"
         blobs.put(key, body)
         text = json.dumps({BLOB_POINTER: key})
-    queue.send(text, group_id=event.enrollment_id, dedup_id=digest,
-               attributes={"received_at": received_at.isoformat(), "topic": event.topic})
+    queue.send(
+        text,
+        group_id=event.enrollment_id,
+        dedup_id=digest,
+        attributes={"received_at": received_at.isoformat(), "topic": event.topic},
+    )
     return IntakeReply(200, "", event)

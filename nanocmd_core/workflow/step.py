@@ -51,7 +51,11 @@ class StepStart(StepContext):
     def new_step_enqueueing(self, *commands: Command, name: str = "", context: Any = None) -> StepEnqueueing:
         """DM-6: a step for this instance and all started ids."""
         return StepEnqueueing(
-            instance_id=self.instance_id, ids=list(self.ids), commands=list(commands), name=name, context=context
+            instance_id=self.instance_id,
+            ids=list(self.ids),
+            commands=list(commands),
+            name=name,
+            context=context,
         )
 
 

@@ -32,7 +32,7 @@ class Config:
     timeout: timedelta | None = None
     exclusivity: Exclusivity = Exclusivity.EXCLUSIVE
     all_command_response_request_types: tuple[str, ...] = ()
-    events: EventFlag = EventFlag(0)
+    events: EventFlag = EventFlag(0)  # noqa: RUF009 - an immutable int flag
 
     @property
     def exclusive(self) -> bool:

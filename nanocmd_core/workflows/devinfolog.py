@@ -44,5 +44,7 @@ class DeviceInfoLogWorkflow(Workflow):
             info.validate_status()
         except MDMResponseError as exc:
             raise WorkflowError(f"validating device information response: {exc}") from exc
-        logger.info(device_info_line(info), extra={"workflow": NAME, "enrollment_id": result.id,
-                                                   "instance_id": result.instance_id})
+        logger.info(
+            device_info_line(info),
+            extra={"workflow": NAME, "enrollment_id": result.id, "instance_id": result.instance_id},
+        )

@@ -27,8 +27,18 @@ NAME = "io.micromdm.wf.inventory.v1"
 
 # Queried exactly as the Go workflow does (Model twice, IsSupervised not asked; workflows.md §12.3).
 QUERIES = [
-    "Model", "SerialNumber", "Model", "ModelName", "DeviceName", "BuildVersion", "OSVersion",
-    "EthernetMAC", "IsAppleSilicon", "HasBattery", "IsMultiUser", "SupportsLOMDevice",
+    "Model",
+    "SerialNumber",
+    "Model",
+    "ModelName",
+    "DeviceName",
+    "BuildVersion",
+    "OSVersion",
+    "EthernetMAC",
+    "IsAppleSilicon",
+    "HasBattery",
+    "IsMultiUser",
+    "SupportsLOMDevice",
 ]
 
 # inventory key → DeviceInformation QueryResponses field (Apple key)

@@ -25,8 +25,14 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "n
 T = TypeVar("T")
 
 
-def call(base: str, method: str, path: str, body: bytes | None = None, auth: bool = True,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    auth: bool = True,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
     request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
     if auth:
         token = base64.b64encode(f"nanocmd:{API_KEY}".encode()).decode()
@@ -55,8 +61,9 @@ def eventually(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
 
 
 def webhook(stack: Any, body: bytes) -> int:
-    return call(stack.base_url, "POST", "/webhook", body, auth=False,
-                headers={"Content-Type": "application/json"})[0]
+    return call(
+        stack.base_url, "POST", "/webhook", body, auth=False, headers={"Content-Type": "application/json"}
+    )[0]
 
 
 def start(stack: Any, workflow: str, *ids: str) -> tuple[int, Any]:
@@ -87,8 +94,10 @@ def reply_plists(udid: str, di_uuid: str, si_uuid: str) -> tuple[bytes, bytes]:
         di["QueryResponses"]["UDID"] = udid
         si.update(CommandUUID=si_uuid, UDID=udid)
         return plistlib.dumps(di), plistlib.dumps(si)
-    return (device_information(di_uuid, udid, Model="MacBookPro11,3", ProductName="MacBookPro11,3", UDID=udid),
-            security_info(si_uuid, udid, SystemIntegrityProtectionEnabled=True, FDE_Enabled=False))
+    return (
+        device_information(di_uuid, udid, Model="MacBookPro11,3", ProductName="MacBookPro11,3", UDID=udid),
+        security_info(si_uuid, udid, SystemIntegrityProtectionEnabled=True, FDE_Enabled=False),
+    )
 
 
 def tokenupdate_body(udid: str) -> bytes:
@@ -108,7 +117,10 @@ def test_inventory_workflow_end_to_end(local_stack: Any, fake_mdm: FakeMDMServer
     status, body = start(local_stack, INVENTORY, udid)
     assert status == 200 and set(body) == {"instance_id"}
     di, si = sent_commands(fake_mdm, udid, 2)
-    assert [di["Command"]["RequestType"], si["Command"]["RequestType"]] == ["DeviceInformation", "SecurityInfo"]
+    assert [di["Command"]["RequestType"], si["Command"]["RequestType"]] == [
+        "DeviceInformation",
+        "SecurityInfo",
+    ]
     requests = fake_mdm.enqueued()
     assert all(r.auth_ok and r.method == "PUT" for r in requests)
 
@@ -119,8 +131,9 @@ def test_inventory_workflow_end_to_end(local_stack: Any, fake_mdm: FakeMDMServer
     for uuid, raw in replies:
         assert webhook(local_stack, connect_webhook(udid, uuid, raw, url_params={"group": "staff"})) == 200
 
-    record = eventually(lambda: (r := inventory(local_stack, udid).get(udid)) and "model" in r
-                        and "sip_enabled" in r and r)
+    record = eventually(
+        lambda: (r := inventory(local_stack, udid).get(udid)) and "model" in r and "sip_enabled" in r and r
+    )
     assert record["model"] == "MacBookPro11,3"
     assert record["sip_enabled"] is True and record["fde_enabled"] is False
     assert record["last_source"] in {"DeviceInformation", "SecurityInfo"}
@@ -144,8 +157,9 @@ def test_notnow_then_acknowledged(local_stack: Any, fake_mdm: FakeMDMServer) -> 
 
 def test_untracked_reports_are_accepted_and_ignored(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
     udid = "UNTRACKED-DEVICE"
-    body = connect_webhook(udid, "not-a-command-of-ours", device_information("not-a-command-of-ours", udid,
-                                                                             Model="X"))
+    body = connect_webhook(
+        udid, "not-a-command-of-ours", device_information("not-a-command-of-ours", udid, Model="X")
+    )
     assert webhook(local_stack, body) == 200
     assert local_stack.wait_queue_empty()
     assert inventory(local_stack, udid) == {}
@@ -163,15 +177,18 @@ def test_a_hundred_ids_in_one_start(local_stack: Any, fake_mdm: FakeMDMServer) -
     assert len({r.command_uuid for r in requests}) == len(requests)  # NanoMDM stores a UUID once
     for enrollment_id in ids:
         assert [c["Command"]["RequestType"] for c in fake_mdm.commands_for(enrollment_id)] == [
-            "DeviceInformation", "SecurityInfo"]
+            "DeviceInformation",
+            "SecurityInfo",
+        ]
     # a device past the first chunk answers under its chunk's UUIDs and still completes
     late = ids[77]
     di, si = fake_mdm.commands_for(late)
     di_raw, si_raw = reply_plists(late, di["CommandUUID"], si["CommandUUID"])
     webhook(local_stack, connect_webhook(late, di["CommandUUID"], di_raw))
     webhook(local_stack, connect_webhook(late, si["CommandUUID"], si_raw))
-    record = eventually(lambda: inventory(local_stack, late).get(late, {}).get("model") and
-                        inventory(local_stack, late)[late])
+    record = eventually(
+        lambda: inventory(local_stack, late).get(late, {}).get("model") and inventory(local_stack, late)[late]
+    )
     assert record["model"] == "MacBookPro11,3"
 
 

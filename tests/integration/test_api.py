@@ -31,8 +31,13 @@ class LambdaContext:
         return 30_000
 
 
-def proxy_event(method: str, path: str, query: dict[str, list[str]] | None = None, auth: str | None = None,
-                body: bytes | None = None) -> dict[str, Any]:
+def proxy_event(
+    method: str,
+    path: str,
+    query: dict[str, list[str]] | None = None,
+    auth: str | None = None,
+    body: bytes | None = None,
+) -> dict[str, Any]:
     headers = {"Host": "api.example"}
     if auth is not None:
         headers["Authorization"] = auth
@@ -46,8 +51,14 @@ def proxy_event(method: str, path: str, query: dict[str, list[str]] | None = Non
         "multiValueQueryStringParameters": query or None,
         "pathParameters": {"proxy": path.lstrip("/")},
         "stageVariables": None,
-        "requestContext": {"requestId": "r", "stage": "prod", "httpMethod": method, "path": path,
-                           "resourcePath": "/{proxy+}", "identity": {"sourceIp": "127.0.0.1"}},
+        "requestContext": {
+            "requestId": "r",
+            "stage": "prod",
+            "httpMethod": method,
+            "path": path,
+            "resourcePath": "/{proxy+}",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
         "body": base64.b64encode(body).decode() if body else None,
         "isBase64Encoded": bool(body),
     }
@@ -63,8 +74,13 @@ class Api:
     mdm: FakeMDMServer
     resolver: Any
 
-    def call(self, method: str, path: str, query: dict[str, list[str]] | None = None,
-             auth: str | None = basic("nanocmd", API_KEY)) -> tuple[int, dict[str, str], Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]] | None = None,
+        auth: str | None = basic("nanocmd", API_KEY),
+    ) -> tuple[int, dict[str, str], Any]:
         reply = self.resolver.resolve(proxy_event(method, path, query, auth), LambdaContext())
         headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
         for k, v in (reply.get("multiValueHeaders") or {}).items():
@@ -92,7 +108,9 @@ def test_version_needs_no_auth(api: Api) -> None:
     assert headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("auth", [None, basic("nanocmd", "wrong"), basic("admin", API_KEY), "Bearer x", "Basic !!"])
+@pytest.mark.parametrize(
+    "auth", [None, basic("nanocmd", "wrong"), basic("admin", API_KEY), "Bearer x", "Basic !!"]
+)
 def test_management_routes_need_basic_auth(api: Api, auth: str | None) -> None:
     status, headers, body = api.call("POST", "/v1/workflow/x/start", {"id": ["A"]}, auth=auth)
     assert status == 401
@@ -104,8 +122,9 @@ def test_management_routes_need_basic_auth(api: Api, auth: str | None) -> None:
 def test_no_api_key_means_no_management_api(table_name: str) -> None:
     settings = Settings(table_name=table_name, api_key_value="")
     resolver = create_api(settings, lambda: pytest.fail("must not build the engine"))
-    reply = resolver.resolve(proxy_event("POST", "/v1/workflow/x/start", {"id": ["A"]}, basic("nanocmd", "")),
-                             LambdaContext())
+    reply = resolver.resolve(
+        proxy_event("POST", "/v1/workflow/x/start", {"id": ["A"]}, basic("nanocmd", "")), LambdaContext()
+    )
     assert reply["statusCode"] == 404
 
 
@@ -117,17 +136,23 @@ def test_start_inventory_then_read_it(api: Api) -> None:
     assert [c["Command"]["RequestType"] for c in sent] == ["DeviceInformation", "SecurityInfo"]
     di, si = (c["CommandUUID"] for c in sent)
     engine = api.app.engine
-    engine.handle_command_report("DEV-1", si, security_info(si, "DEV-1", SystemIntegrityProtectionEnabled=True,
-                                                               FDE_Enabled=False))
-    engine.handle_command_report("DEV-1", di, device_information(di, "DEV-1", Model="Mac14,2", SerialNumber="S1",
-                                                                 IsAppleSilicon=True))
+    engine.handle_command_report(
+        "DEV-1", si, security_info(si, "DEV-1", SystemIntegrityProtectionEnabled=True, FDE_Enabled=False)
+    )
+    engine.handle_command_report(
+        "DEV-1", di, device_information(di, "DEV-1", Model="Mac14,2", SerialNumber="S1", IsAppleSilicon=True)
+    )
     for path in ("/v1/inventory", "/inventory"):
         status, _, body = api.call("GET", path, {"id": ["DEV-1", "UNKNOWN"]})
         assert status == 200
         record = body["DEV-1"]
         assert set(body) == {"DEV-1"}
         assert record["model"] == "Mac14,2" and record["serial_number"] == "S1"
-        assert record["apple_silicon"] is True and record["sip_enabled"] is True and record["fde_enabled"] is False
+        assert (
+            record["apple_silicon"] is True
+            and record["sip_enabled"] is True
+            and record["fde_enabled"] is False
+        )
         assert record["last_source"] == "DeviceInformation"
         assert "supervised" not in record  # not returned by the device, so not stored
 

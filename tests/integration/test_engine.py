@@ -124,8 +124,16 @@ def harness(table_name: str) -> Iterator[Harness]:
         engine = Engine(DynamoEngineStore(), client, step_timeout=Settings().step_timeout)
         h = Harness(engine=engine, mdm=mdm, rec=rec)
         h.commands = [DeviceInformation(queries=["Model"])]
-        engine.register(StepsWorkflow(engine, rec, lambda: [c if c.command_uuid == "dup" else c.with_uuid(new_command_uuid()) for c in h.commands],
-                                      follow_up=True))
+        engine.register(
+            StepsWorkflow(
+                engine,
+                rec,
+                lambda: [
+                    c if c.command_uuid == "dup" else c.with_uuid(new_command_uuid()) for c in h.commands
+                ],
+                follow_up=True,
+            )
+        )
         engine.register(MultiWorkflow(engine, rec, lambda: [DeviceInformation(queries=["Model"])]))
         engine.register(AllResponses(engine, rec))
         yield h
@@ -139,8 +147,9 @@ def test_start_sends_the_step_and_a_final_report_completes_it_with_context(harne
     assert [c["Command"]["RequestType"] for c in sent] == ["DeviceInformation"]
     uuid = sent[0]["CommandUUID"]
 
-    harness.engine.handle_command_report(DEVICE, uuid, device_information(uuid, DEVICE, Model="Mac14,2"),
-                                         MDMContext({"group": "staff"}))
+    harness.engine.handle_command_report(
+        DEVICE, uuid, device_information(uuid, DEVICE, Model="Mac14,2"), MDMContext({"group": "staff"})
+    )
 
     [done] = harness.rec.completed
     assert done.id == DEVICE and done.instance_id == result.instance_id and done.name == ""
@@ -184,7 +193,8 @@ def test_notnow_does_not_complete_then_acknowledged_does(harness: Harness) -> No
 
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
 def test_multi_command_step_completes_once_all_commands_answered_in_any_order(
-        harness: Harness, order: tuple[int, int]) -> None:
+    harness: Harness, order: tuple[int, int]
+) -> None:
     """CR-7, CT-5, DM-7: both results delivered together, whichever report comes last."""
     harness.commands = [DeviceInformation(queries=["Model"]), SecurityInfo()]
     harness.engine.start_workflow(StepsWorkflow.name, [DEVICE])
@@ -252,6 +262,7 @@ def test_multiple_simultaneous_workflows_are_not_locked(harness: Harness) -> Non
 
 def test_concurrent_exclusive_starts_yield_one_instance(harness: Harness) -> None:
     """GAP-1, CT-27: many racing starts for one id, exactly one wins."""
+
     def start(_: int) -> str | None:
         try:
             return harness.engine.start_workflow(StepsWorkflow.name, [DEVICE]).instance_id
@@ -279,7 +290,7 @@ def test_concurrent_final_reports_deliver_once(harness: Harness) -> None:
 
 def test_start_errors(harness: Harness) -> None:
     """ST-1, GAP-15, GAP-21, EQ-3."""
-    with pytest.raises(NoSuchWorkflowError, match="no such workflow: io.example"):
+    with pytest.raises(NoSuchWorkflowError, match=r"no such workflow: io\.example"):
         harness.engine.start_workflow("io.example", [DEVICE])
     with pytest.raises(InvalidIDsError):
         harness.engine.start_workflow(StepsWorkflow.name, [])
@@ -309,9 +320,13 @@ def test_enqueue_validation(harness: Harness) -> None:
     from nanocmd_core.workflow import StepEnqueueing
 
     with pytest.raises(StepError):
-        harness.engine.enqueue_step("", StepEnqueueing(instance_id="i", ids=[DEVICE], commands=[SecurityInfo()]))
+        harness.engine.enqueue_step(
+            "", StepEnqueueing(instance_id="i", ids=[DEVICE], commands=[SecurityInfo()])
+        )
     with pytest.raises(StepError):
-        harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="", ids=[DEVICE], commands=[SecurityInfo()]))
+        harness.engine.enqueue_step(
+            "wf", StepEnqueueing(instance_id="", ids=[DEVICE], commands=[SecurityInfo()])
+        )
     with pytest.raises(StepError):
         harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="i", ids=[], commands=[SecurityInfo()]))
     with pytest.raises(StepError):
@@ -323,10 +338,13 @@ def test_tracked_pair_cannot_be_stored_twice(harness: Harness) -> None:
     """SC-3/EQ-4: a command UUID already tracked for an id is rejected and nothing is stored."""
     from nanocmd_core.workflow import StepEnqueueing
 
-    harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="i", ids=["A"], commands=[SecurityInfo(command_uuid="U1")]))
+    harness.engine.enqueue_step(
+        "wf", StepEnqueueing(instance_id="i", ids=["A"], commands=[SecurityInfo(command_uuid="U1")])
+    )
     with pytest.raises(StepError, match="already tracked"):
-        harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="j", ids=["B", "A"],
-                                                         commands=[SecurityInfo(command_uuid="U1")]))
+        harness.engine.enqueue_step(
+            "wf", StepEnqueueing(instance_id="j", ids=["B", "A"], commands=[SecurityInfo(command_uuid="U1")])
+        )
     # B was rolled back: a report for it is untracked
     assert harness.engine.store.lookup_command("B", "U1") is None
     assert harness.engine.store.lookup_command("A", "U1") is not None
@@ -339,8 +357,9 @@ def test_more_than_thirty_ids_are_chunked_with_a_uuid_per_chunk(harness: Harness
     harness.engine.start_workflow(MultiWorkflow.name, ids)
     requests = harness.mdm.enqueued()
     assert [len(r.ids) for r in requests] == [30, 30, 5]
-    assert all(r.command is not None and r.command["Command"]["RequestType"] == "DeviceInformation"
-               for r in requests)
+    assert all(
+        r.command is not None and r.command["Command"]["RequestType"] == "DeviceInformation" for r in requests
+    )
     assert len({r.command_uuid for r in requests}) == 3
     logical = requests[0].command_uuid
     late = ids[40]
@@ -391,7 +410,9 @@ def test_all_command_response_subscribers_see_tracked_reports_only(harness: Harn
     harness.engine.start_workflow(StepsWorkflow.name, [DEVICE])
     uuid = harness.uuids(DEVICE)[0]
     harness.engine.handle_command_report(DEVICE, uuid, report(uuid, DEVICE, "NotNow"))
-    harness.engine.handle_command_report(DEVICE, uuid, security_info(uuid, DEVICE, SystemIntegrityProtectionEnabled=True))
+    harness.engine.handle_command_report(
+        DEVICE, uuid, security_info(uuid, DEVICE, SystemIntegrityProtectionEnabled=True)
+    )
     assert [e[0].data.status for e in harness.rec.events] == ["NotNow", "Acknowledged"]
     assert all(e[0].flag == EventFlag.ALL_COMMAND_RESPONSE and e[1] == DEVICE for e in harness.rec.events)
 

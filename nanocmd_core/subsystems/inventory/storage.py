@@ -62,8 +62,10 @@ class DynamoInventoryStore:
                 if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
                     raise
             try:  # first write for this id: create the record (unless someone just did)
-                item.update(actions=[InventoryItem.values.set(dict(values))],
-                            condition=InventoryItem.values.does_not_exist())
+                item.update(
+                    actions=[InventoryItem.values.set(dict(values))],
+                    condition=InventoryItem.values.does_not_exist(),
+                )
                 return
             except UpdateError as exc:
                 if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":

@@ -59,11 +59,19 @@ def test_command_report_is_queued_by_enrollment_id(queue: MemoryQueue) -> None:
 
 
 def test_checkins_and_idle_are_queued(queue: MemoryQueue) -> None:
-    for body in (checkin_webhook("TokenUpdate", "DEV-1", tally=1), checkin_webhook("Authenticate", "DEV-1"),
-                 checkin_webhook("CheckOut", "DEV-1"), idle_webhook("DEV-1")):
+    for body in (
+        checkin_webhook("TokenUpdate", "DEV-1", tally=1),
+        checkin_webhook("Authenticate", "DEV-1"),
+        checkin_webhook("CheckOut", "DEV-1"),
+        idle_webhook("DEV-1"),
+    ):
         assert accept_webhook(body, {}, queue=queue, received_at=NOW).status == 200
-    assert [m[3]["topic"] for m in queue.messages] == ["mdm.TokenUpdate", "mdm.Authenticate", "mdm.CheckOut",
-                                                       "mdm.Connect"]
+    assert [m[3]["topic"] for m in queue.messages] == [
+        "mdm.TokenUpdate",
+        "mdm.Authenticate",
+        "mdm.CheckOut",
+        "mdm.Connect",
+    ]
 
 
 def test_nanomdm_ids_take_precedence(queue: MemoryQueue) -> None:
@@ -77,8 +85,16 @@ def test_nanomdm_ids_take_precedence(queue: MemoryQueue) -> None:
     assert [m[1] for m in queue.messages] == ["USER-CHANNEL-ID", "BYOD-ENROLLMENT"]
 
 
-@pytest.mark.parametrize("topic", ["mdm.UserAuthenticate", "mdm.SetBootstrapToken", "mdm.GetBootstrapToken",
-                                   "mdm.DeclarativeManagement", "mdm.GetToken"])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "mdm.UserAuthenticate",
+        "mdm.SetBootstrapToken",
+        "mdm.GetBootstrapToken",
+        "mdm.DeclarativeManagement",
+        "mdm.GetToken",
+    ],
+)
 def test_other_checkin_topics_are_acknowledged_and_dropped(queue: MemoryQueue, topic: str) -> None:
     """GAP-16."""
     body = json.dumps({"topic": topic, "checkin_event": {"udid": "DEV-1", "raw_payload": ""}}).encode()
@@ -86,22 +102,28 @@ def test_other_checkin_topics_are_acknowledged_and_dropped(queue: MemoryQueue, t
     assert queue.messages == []
 
 
-@pytest.mark.parametrize("body", [
-    b"not json",
-    b"[]",
-    b'{"event_id": "no topic"}',
-    b'{"topic": "mdm.Connect"}',
-    b'{"topic": "mdm.Connect", "created_at": "yesterday", "acknowledge_event": {}}',
-    b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged",'
-    b' "command_uuid": "U", "raw_payload": "%%%not base64"}}',
-    b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged",'
-    b' "command_uuid": "U", "raw_payload": "bm90IGEgcGxpc3Q="}}',
-    b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "", "status": "Idle", "raw_payload": ""}}',
-    b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged", "raw_payload": ""}}',
-    b'{"topic": "mdm.TokenUpdate", "checkin_event": {"udid": "D", "raw_payload": "", "token_update_tally": "1"}}',
-    b'{"topic": "mdm.TokenUpdate"}',
-    b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Idle", "url_params": {"a": 1}}}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"event_id": "no topic"}',
+        b'{"topic": "mdm.Connect"}',
+        b'{"topic": "mdm.Connect", "created_at": "yesterday", "acknowledge_event": {}}',
+        b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged",'
+        b' "command_uuid": "U", "raw_payload": "%%%not base64"}}',
+        b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged",'
+        b' "command_uuid": "U", "raw_payload": "bm90IGEgcGxpc3Q="}}',
+        b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "", "status": "Idle", "raw_payload": ""}}',
+        b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Acknowledged",'
+        b' "raw_payload": ""}}',
+        b'{"topic": "mdm.TokenUpdate", "checkin_event": {"udid": "D", "raw_payload": "",'
+        b' "token_update_tally": "1"}}',
+        b'{"topic": "mdm.TokenUpdate"}',
+        b'{"topic": "mdm.Connect", "acknowledge_event": {"udid": "D", "status": "Idle",'
+        b' "url_params": {"a": 1}}}',
+    ],
+)
 def test_malformed_bodies_are_400_with_a_json_error(queue: MemoryQueue, body: bytes) -> None:
     reply = accept_webhook(body, {}, queue=queue, received_at=NOW)
     assert reply.status == 400
@@ -114,7 +136,10 @@ def test_hmac_signature_required_when_configured(queue: MemoryQueue) -> None:
     assert accept_webhook(body, {}, queue=queue, hmac_key="k", received_at=NOW).status == 401
     bad = {"X-Hmac-Signature": sign(body, "other")}
     assert accept_webhook(body, bad, queue=queue, hmac_key="k", received_at=NOW).status == 401
-    assert accept_webhook(body, {"X-Hmac-Signature": "!!"}, queue=queue, hmac_key="k", received_at=NOW).status == 401
+    assert (
+        accept_webhook(body, {"X-Hmac-Signature": "!!"}, queue=queue, hmac_key="k", received_at=NOW).status
+        == 401
+    )
     good = {"x-hmac-signature": sign(body, "k")}
     assert accept_webhook(body, good, queue=queue, hmac_key="k", received_at=NOW).status == 200
     assert len(queue.messages) == 1

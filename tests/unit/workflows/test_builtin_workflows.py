@@ -79,21 +79,52 @@ def test_inventory_start_sends_one_step_with_both_commands(inventory: Any) -> No
 
 def test_inventory_stores_only_what_the_device_returned(inventory: Any) -> None:
     workflow, _, store = inventory
-    info = typed("DeviceInformation", device_information(
-        "U1", "A", SerialNumber="C02X", Model="Mac14,2", ModelName="MacBook Air", DeviceName="Air",
-        BuildVersion="22E261", OSVersion="13.3.1", EthernetMAC="aa:bb", IsSupervised=False,
-        IsAppleSilicon=True, HasBattery=True, SupportsLOMDevice=False, IsMultiUser=False, UDID="A"))
+    info = typed(
+        "DeviceInformation",
+        device_information(
+            "U1",
+            "A",
+            SerialNumber="C02X",
+            Model="Mac14,2",
+            ModelName="MacBook Air",
+            DeviceName="Air",
+            BuildVersion="22E261",
+            OSVersion="13.3.1",
+            EthernetMAC="aa:bb",
+            IsSupervised=False,
+            IsAppleSilicon=True,
+            HasBattery=True,
+            SupportsLOMDevice=False,
+            IsMultiUser=False,
+            UDID="A",
+        ),
+    )
     workflow.step_completed(result("A", info, typed("SecurityInfo", security_info("U2", "A"))))
     record = store.records["A"]
     assert {k: v for k, v in record.items() if k != "modified"} == {
-        "serial_number": "C02X", "model": "Mac14,2", "model_name": "MacBook Air", "device_name": "Air",
-        "build_version": "22E261", "os_version": "13.3.1", "ethernet_mac": "aa:bb", "supervised": False,
-        "apple_silicon": True, "has_battery": True, "supports_lom": False, "is_multiuser": False,
-        "last_source": "DeviceInformation"}
+        "serial_number": "C02X",
+        "model": "Mac14,2",
+        "model_name": "MacBook Air",
+        "device_name": "Air",
+        "build_version": "22E261",
+        "os_version": "13.3.1",
+        "ethernet_mac": "aa:bb",
+        "supervised": False,
+        "apple_silicon": True,
+        "has_battery": True,
+        "supports_lom": False,
+        "is_multiuser": False,
+        "last_source": "DeviceInformation",
+    }
     assert record["modified"].startswith("20")
 
-    workflow.step_completed(result("B", typed("DeviceInformation", device_information("U1", "B")),
-                                   typed("SecurityInfo", security_info("U2", "B"))))
+    workflow.step_completed(
+        result(
+            "B",
+            typed("DeviceInformation", device_information("U1", "B")),
+            typed("SecurityInfo", security_info("U2", "B")),
+        )
+    )
     assert "B" not in store.records  # nothing returned, nothing written
 
 
@@ -102,8 +133,13 @@ def test_inventory_rejects_wrong_shapes_and_errors(inventory: Any) -> None:
     with pytest.raises(StepResultCommandLenMismatchError):
         workflow.step_completed(result("A", typed("SecurityInfo", report("U", "A"))))
     with pytest.raises(WorkflowError, match=r"^device info response: MDM error for status Error"):
-        workflow.step_completed(result("A", typed("DeviceInformation", error_report("U1", "A")),
-                                       typed("SecurityInfo", report("U2", "A"))))
+        workflow.step_completed(
+            result(
+                "A",
+                typed("DeviceInformation", error_report("U1", "A")),
+                typed("SecurityInfo", report("U2", "A")),
+            )
+        )
     with pytest.raises(TimeoutNotUsedError):
         workflow.step_timeout(result("A"))
     assert store.records == {}
@@ -111,14 +147,20 @@ def test_inventory_rejects_wrong_shapes_and_errors(inventory: Any) -> None:
 
 def test_inventory_security_info_event(inventory: Any) -> None:
     workflow, _, store = inventory
-    sec = typed("SecurityInfo", security_info("U", "A", SystemIntegrityProtectionEnabled=True, FDE_Enabled=False))
+    sec = typed(
+        "SecurityInfo", security_info("U", "A", SystemIntegrityProtectionEnabled=True, FDE_Enabled=False)
+    )
     workflow.event(Event(EventFlag.ALL_COMMAND_RESPONSE, sec), "A", None)
     assert store.records["A"]["sip_enabled"] is True and store.records["A"]["fde_enabled"] is False
     assert store.records["A"]["last_source"] == "SecurityInfo"
-    workflow.event(Event(EventFlag.ALL_COMMAND_RESPONSE, typed("SecurityInfo", report("U", "B", "NotNow"))), "B", None)
+    workflow.event(
+        Event(EventFlag.ALL_COMMAND_RESPONSE, typed("SecurityInfo", report("U", "B", "NotNow"))), "B", None
+    )
     assert "B" not in store.records  # NotNow validates but carries nothing
     with pytest.raises(WorkflowError, match="security info response"):
-        workflow.event(Event(EventFlag.ALL_COMMAND_RESPONSE, typed("SecurityInfo", error_report("U", "A"))), "A", None)
+        workflow.event(
+            Event(EventFlag.ALL_COMMAND_RESPONSE, typed("SecurityInfo", error_report("U", "A"))), "A", None
+        )
     with pytest.raises(WorkflowError, match="unknown event data type for event: Idle"):
         workflow.event(Event(EventFlag.IDLE), "A", None)
 
@@ -134,7 +176,11 @@ def test_inventory_with_the_go_testdata(inventory: Any) -> None:
     workflow.event(Event(EventFlag.ALL_COMMAND_RESPONSE, sec), "AAABBBCCC111222333", None)
     workflow.step_completed(result("AAABBBCCC111222333", info, sec))
     record = store.records["AAABBBCCC111222333"]
-    assert record["model"] == "MacBookPro11,3" and record["sip_enabled"] is True and record["fde_enabled"] is False
+    assert (
+        record["model"] == "MacBookPro11,3"
+        and record["sip_enabled"] is True
+        and record["fde_enabled"] is False
+    )
 
 
 def test_devinfolog_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -144,15 +190,26 @@ def test_devinfolog_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
     [(_, step)] = enqueued.steps
     [command] = step.commands
     assert isinstance(command, DeviceInformation)
-    assert command.queries == ["UDID", "SerialNumber", "Model", "ModelName", "DeviceName", "OSVersion",
-                               "BuildVersion"]
-    info = typed("DeviceInformation", device_information("U", "A", UDID="A", SerialNumber="S", Model="M",
-                                                         OSVersion="15.7"))
+    assert command.queries == [
+        "UDID",
+        "SerialNumber",
+        "Model",
+        "ModelName",
+        "DeviceName",
+        "OSVersion",
+        "BuildVersion",
+    ]
+    info = typed(
+        "DeviceInformation",
+        device_information("U", "A", UDID="A", SerialNumber="S", Model="M", OSVersion="15.7"),
+    )
     with caplog.at_level(logging.INFO):
         workflow.step_completed(result("A", info))
-    assert ("UDID=A, SerialNumber=S, Model=M, ModelName=, DeviceName=, OSVersion=15.7, BuildVersion="
-            in caplog.text)
+    assert (
+        "UDID=A, SerialNumber=S, Model=M, ModelName=, DeviceName=, OSVersion=15.7, BuildVersion="
+        in caplog.text
+    )
     with pytest.raises(StepResultCommandLenMismatchError):
         workflow.step_completed(result("A", info, info))
-    with pytest.raises(WorkflowError, match="^validating device information response: MDM error"):
+    with pytest.raises(WorkflowError, match=r"^validating device information response: MDM error"):
         workflow.step_completed(result("A", typed("DeviceInformation", error_report("U", "A"))))
