@@ -62,6 +62,11 @@ class EngineStore(Protocol):
     def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None: ...
     def last_started(self, enrollment_id: str, workflow: str) -> datetime | None: ...
     def cancel_all(self, enrollment_id: str) -> int: ...
+    def due_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]: ...
+    def claim_timeout(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None: ...
+    def claim_stuck_completion(
+        self, enrollment_id: str, step_id: str, now: datetime
+    ) -> TargetState | None: ...
 
 
 class EngineError(Exception):
@@ -114,6 +119,14 @@ class SendError(EngineError):
         super().__init__(message)
         self.failed_ids = list(failed_ids)
         self.sent_ids = list(sent_ids)
+
+
+@dataclass
+class SweepReport:
+    timed_out: int = 0
+    redelivered: int = 0
+    """Completed steps whose first delivery died with its process, delivered by the sweep."""
+    failed: int = 0
 
 
 @dataclass
@@ -510,6 +523,99 @@ class Engine:
         event = Event(EventFlag.ALL_COMMAND_RESPONSE, response)
         for workflow in self.registry.all_response_workflows(request_type):
             self._call_event(workflow, event, enrollment_id, mdm_context)
+
+    # --- the sweeper (§3) --------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """One pass of the worker: step timeouts (WK-6..9), and completions whose delivery died."""
+        now = now or self.clock()
+        report = SweepReport()
+        for enrollment_id, step_id in self.store.due_timeouts(now):
+            state = self.store.claim_timeout(enrollment_id, step_id, now)
+            if state is not None:
+                outcome = self._deliver_timeout(state)
+                report.timed_out += outcome
+                report.failed += 1 - outcome
+                continue
+            state = self.store.claim_stuck_completion(enrollment_id, step_id, now)
+            if state is not None:
+                try:
+                    self._deliver_claimed_completion(state)
+                    report.redelivered += 1
+                except Exception:
+                    logger.exception(
+                        "redelivering a completed step failed",
+                        extra={
+                            "workflow": state.workflow,
+                            "instance_id": state.instance_id,
+                            "step_name": state.step_name,
+                            "enrollment_id": enrollment_id,
+                        },
+                    )
+                    report.failed += 1
+        if report.timed_out or report.redelivered or report.failed:
+            logger.info(
+                "sweep",
+                extra={
+                    "timed_out": report.timed_out,
+                    "redelivered": report.redelivered,
+                    "failed": report.failed,
+                },
+            )
+        return report
+
+    def _deliver_timeout(self, state: TargetState) -> int:
+        """StepTimeout once for this (step, id), with the reports that did arrive (NotNow included,
+        GAP-25). Returns 1 when delivered (or dropped for good), 0 when it will be retried."""
+        log = {
+            "workflow": state.workflow,
+            "instance_id": state.instance_id,
+            "step_name": state.step_name,
+            "enrollment_id": state.enrollment_id,
+        }
+        workflow = self.registry.get(state.workflow)
+        if workflow is None:  # WK-7: nobody to tell; drop it rather than retry forever
+            logger.error("timed-out step of an unregistered workflow dropped", extra=log)
+            self.store.delete_target(state)
+            return 1
+        try:
+            result = self._step_result(workflow, state, {}, None)
+        except Exception as exc:
+            logger.error("cannot build timed-out step result; step dropped", extra={**log, "error": str(exc)})
+            self._finish(workflow, state, set())
+            return 1
+        with self._tracking_enqueues() as enqueued:
+            try:
+                workflow.step_timeout(result)
+            except WorkflowError as exc:  # WK-8 (TimeoutNotUsed included)
+                logger.info(
+                    "workflow step timeout handler returned an error", extra={**log, "error": str(exc)}
+                )
+            except Exception:
+                logger.exception("workflow step timeout handler failed; a later sweep retries", extra=log)
+                return 0
+        self._finish(workflow, state, enqueued)
+        logger.info("step timed out", extra=log)
+        return 1
+
+    def _deliver_claimed_completion(self, state: TargetState) -> None:
+        workflow = self.registry.get(state.workflow)
+        if workflow is None:
+            raise EngineError(f"workflow not registered: {state.workflow}")
+        result = self._step_result(workflow, state, {}, None)
+        with self._tracking_enqueues() as enqueued:
+            try:
+                workflow.step_completed(result)
+            except WorkflowError as exc:
+                logger.error(
+                    "workflow step completed with an error",
+                    extra={
+                        "workflow": state.workflow,
+                        "enrollment_id": state.enrollment_id,
+                        "error": str(exc),
+                    },
+                )
+        self._finish(workflow, state, enqueued)
 
     # --- check-ins and idle (§2.5, §2.6) ---------------------------------------------------
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 
 from nanocmd_core.storage.models import (
@@ -39,6 +40,9 @@ from nanocmd_core.storage.models import (
 # Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
 _FANOUT_THREADS = 16
 TIMEOUT_INDEX_SHARDS = 8
+TIMEOUT_PREFIX = "TIMEOUT#"
+DELIVERY_LEASE = 300
+"""Seconds a claim on a step (completion or timeout delivery) is held before a sweep may retry it."""
 
 
 class DuplicateCommandError(ValueError):
@@ -105,6 +109,11 @@ def _target_state(item: StepTarget) -> TargetState:
     )
 
 
+def _done_count() -> Any:
+    """``size(done)`` in a condition: how many commands of the step have a final report."""
+    return size(StepTarget.done)  # type: ignore[no-untyped-call]
+
+
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
 
@@ -132,12 +141,13 @@ class DynamoEngineStore:
                     for c in t.commands
                 ],
                 results={},
+                n_commands=len(t.commands),
                 created_at=t.created_at,
                 timeout_at=t.timeout_at,
                 last_push=t.pushed_at,
             )
             if t.timeout_at is not None:
-                target.gsi1pk = f"TIMEOUT#{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
+                target.gsi1pk = f"{TIMEOUT_PREFIX}{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
                 target.gsi1sk = t.timeout_at
             items.append((target, False))
             for c in t.commands:
@@ -202,8 +212,16 @@ class DynamoEngineStore:
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
         actions: list[Any] = [StepTarget.results[command_uuid].set(raw)]
         if final:
-            actions.append(StepTarget.done.add({command_uuid}))
-        condition = StepTarget.pk.exists() & ~StepTarget.done.contains(command_uuid)
+            # the lease keeps a sweep from redelivering while the winner delivers
+            actions += [
+                StepTarget.done.add({command_uuid}),
+                StepTarget.claimed_until.set(_epoch(now) + DELIVERY_LEASE),
+            ]
+        condition = (
+            StepTarget.pk.exists()
+            & ~StepTarget.done.contains(command_uuid)
+            & StepTarget.timing_out.does_not_exist()  # a claimed timeout wins over late reports
+        )
         try:
             target.update(actions=actions, condition=condition)
         except UpdateError as exc:
@@ -217,7 +235,10 @@ class DynamoEngineStore:
         """Undo a completion whose delivery failed, so a retry of the same report completes again."""
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
         try:
-            target.update(actions=[StepTarget.done.delete({command_uuid})], condition=StepTarget.pk.exists())
+            target.update(
+                actions=[StepTarget.done.delete({command_uuid}), StepTarget.claimed_until.remove()],
+                condition=StepTarget.pk.exists(),
+            )
         except UpdateError as exc:
             if not _is_conditional_failure(exc):
                 raise
@@ -227,6 +248,60 @@ class DynamoEngineStore:
         items: list[Model] = [StepTarget(pk, STEP + state.step_id)]
         items += [CommandRecord(pk, COMMAND + c.uuid) for c in state.commands]
         self._delete_items(items)
+
+    # --- timeouts (the sweeper) -------------------------------------------------------------
+
+    def due_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """(enrollment id, step id) of live step targets whose timeout has passed: one Query per
+        shard of the sparse ``gsi1`` index, so a sweep costs the same for 10 or 10 million ids."""
+        due: list[tuple[str, str]] = []
+        for shard in range(TIMEOUT_INDEX_SHARDS):
+            for item in StepTarget.gsi1.query(
+                f"{TIMEOUT_PREFIX}{shard}", StepTarget.gsi1sk <= _epoch(now), limit=limit - len(due)
+            ):
+                due.append((item.pk.removeprefix("ENR#"), item.sk.removeprefix(STEP)))
+            if len(due) >= limit:
+                break
+        return due
+
+    def claim_timeout(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
+        """Claim an unfinished step target for its timeout, or None when it completed, vanished or
+        another sweep holds it. From here reports are ignored (a report and a timeout racing end
+        in exactly one of the two: this update and the report's are serialised on one item)."""
+        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+        condition = (
+            StepTarget.pk.exists()
+            & (StepTarget.done.does_not_exist() | (_done_count() < StepTarget.n_commands))
+            & (StepTarget.timing_out.does_not_exist() | (StepTarget.timing_out < _epoch(now)))
+        )
+        try:
+            target.update(
+                actions=[StepTarget.timing_out.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
+            )
+        except UpdateError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return _target_state(target)
+
+    def claim_stuck_completion(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
+        """A step whose final report was recorded but whose delivery never finished (the process
+        died): claim it once the delivery lease is over, so the sweep delivers it."""
+        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+        condition = (
+            StepTarget.pk.exists()
+            & (_done_count() == StepTarget.n_commands)
+            & (StepTarget.claimed_until.does_not_exist() | (StepTarget.claimed_until < _epoch(now)))
+        )
+        try:
+            target.update(
+                actions=[StepTarget.claimed_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
+            )
+        except UpdateError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return _target_state(target)
 
     # --- exclusivity and start records -------------------------------------------------------
 

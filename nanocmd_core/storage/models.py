@@ -30,6 +30,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from nanocmd_core.config import DEFAULT_TABLE
@@ -71,6 +72,28 @@ class CommandRecord(_Item):
     request_type = UnicodeAttribute()
 
 
+class DueIndex(GlobalSecondaryIndex["StepTarget"]):  # type: ignore[no-untyped-call]
+    """``gsi1``: step targets by timeout (``TIMEOUT#<shard>``, epoch seconds)."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = KeysOnlyProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = NumberAttribute(range_key=True)
+
+
+class PushIndex(GlobalSecondaryIndex["StepTarget"]):  # type: ignore[no-untyped-call]
+    """``gsi2``: sent step targets by last push or report (``PUSH#<shard>``, epoch seconds)."""
+
+    class Meta:
+        index_name = "gsi2"
+        projection = KeysOnlyProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = NumberAttribute(range_key=True)
+
+
 class StepCommand(MapAttribute[str, Any]):
     uuid = UnicodeAttribute()
     """The UUID sent to the MDM server for this id (differs from ``logical`` past the first chunk)."""
@@ -92,13 +115,20 @@ class StepTarget(_Item):
     """Sent command UUID → the latest raw report (NotNow included)."""
     done = UnicodeSetAttribute(null=True)
     """Sent command UUIDs with a final report; the step completes when it holds them all."""
+    n_commands = NumberAttribute(null=True)
     created_at = NumberAttribute()
     timeout_at = NumberAttribute(null=True)
     last_push = NumberAttribute(null=True)
+    timing_out = NumberAttribute(null=True)
+    """Set (to a lease end) when the sweeper claims the step for a timeout: reports no longer count."""
+    claimed_until = NumberAttribute(null=True)
+    """Lease of whoever is delivering the completed step; a sweep redelivers only after it ends."""
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = NumberAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)
     gsi2sk = NumberAttribute(null=True)
+    gsi1 = DueIndex()
+    gsi2 = PushIndex()
 
 
 class WorkflowLock(_Item):

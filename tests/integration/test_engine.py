@@ -8,12 +8,9 @@ from __future__ import annotations
 import plistlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import (
     AlreadyStartedError,
     Engine,
@@ -22,120 +19,26 @@ from nanocmd_core.engine.engine import (
     StartError,
     StepError,
 )
-from nanocmd_core.mdm.commands import Command, DeviceInformation, SecurityInfo, new_command_uuid
+from nanocmd_core.mdm.commands import DeviceInformation, SecurityInfo
 from nanocmd_core.mdm.responses import DeviceInformationResponse, SecurityInfoResponse
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient
 from nanocmd_core.storage.engine_store import DynamoEngineStore
 from nanocmd_core.storage.models import bind_table
 from nanocmd_core.workflow import (
-    Config,
-    Event,
     EventFlag,
-    Exclusivity,
     MDMContext,
-    StepResult,
-    StepStart,
-    StringContext,
-    Workflow,
     WorkflowError,
 )
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import device_information, error_report, report, security_info
+from tests.support.engine import AllResponses, Harness, MultiWorkflow, Recorder, StepsWorkflow, engine_harness
 
 DEVICE = "D1-UDID"
 
 
-@dataclass
-class Recorder:
-    completed: list[StepResult] = field(default_factory=list)
-    events: list[tuple[Event, str, MDMContext | None]] = field(default_factory=list)
-    fail_next: list[BaseException] = field(default_factory=list)
-
-
-class StepsWorkflow(Workflow):
-    """Starts with the commands its ``make_commands`` returns; on completion of step "" it
-    enqueues a second step "two" when ``follow_up`` is set."""
-
-    name = "test.wf.steps"
-
-    def __init__(self, enqueuer: Any, rec: Recorder, make_commands: Any, follow_up: bool = False) -> None:
-        super().__init__(enqueuer)
-        self.rec = rec
-        self.make_commands = make_commands
-        self.follow_up = follow_up
-
-    def context_codec(self, step_name: str) -> StringContext:
-        return StringContext()
-
-    def start(self, step: StepStart) -> None:
-        self.enqueue(step.new_step_enqueueing(*self.make_commands(), context=f"ctx:{step.context}"))
-
-    def step_completed(self, result: StepResult) -> None:
-        if self.rec.fail_next:
-            raise self.rec.fail_next.pop(0)
-        self.rec.completed.append(result)
-        if self.follow_up and result.name == "":
-            self.enqueue(result.new_step_enqueueing(SecurityInfo(), name="two", context="second"))
-
-
-class MultiWorkflow(StepsWorkflow):
-    name = "test.wf.multi"
-    config = Config(exclusivity=Exclusivity.MULTIPLE_SIMULTANEOUS)
-
-
-class AllResponses(Workflow):
-    name = "test.wf.allresponses"
-    config = Config(all_command_response_request_types=("SecurityInfo",), events=EventFlag.IDLE)
-
-    def __init__(self, enqueuer: Any, rec: Recorder) -> None:
-        super().__init__(enqueuer)
-        self.rec = rec
-
-    def start(self, step: StepStart) -> None:
-        raise WorkflowError("not startable")
-
-    def step_completed(self, result: StepResult) -> None:
-        raise AssertionError("never sends anything")
-
-    def event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
-        self.rec.events.append((event, enrollment_id, mdm_context))
-
-
-@dataclass
-class Harness:
-    engine: Engine
-    mdm: FakeMDMServer
-    rec: Recorder
-    commands: list[Command] = field(default_factory=list)
-
-    def sent(self, enrollment_id: str) -> list[dict[str, Any]]:
-        return self.mdm.commands_for(enrollment_id)
-
-    def uuids(self, enrollment_id: str) -> list[str]:
-        return [c["CommandUUID"] for c in self.sent(enrollment_id)]
-
-
 @pytest.fixture
 def harness(table_name: str) -> Iterator[Harness]:
-    bind_table(table_name)
-    rec = Recorder()
-    with FakeMDMServer() as mdm:
-        client = HTTPMDMServerClient(mdm.enqueue_url, mdm.push_url, mdm.api_key, backoff=0.01)
-        engine = Engine(DynamoEngineStore(), client, step_timeout=Settings().step_timeout)
-        h = Harness(engine=engine, mdm=mdm, rec=rec)
-        h.commands = [DeviceInformation(queries=["Model"])]
-        engine.register(
-            StepsWorkflow(
-                engine,
-                rec,
-                lambda: [
-                    c if c.command_uuid == "dup" else c.with_uuid(new_command_uuid()) for c in h.commands
-                ],
-                follow_up=True,
-            )
-        )
-        engine.register(MultiWorkflow(engine, rec, lambda: [DeviceInformation(queries=["Model"])]))
-        engine.register(AllResponses(engine, rec))
+    with engine_harness(table_name) as h:
         yield h
 
 
