@@ -11,7 +11,7 @@ import pytest
 from nanocmd_core.engine.engine import AlreadyStartedError, EngineError
 from nanocmd_core.mdm.commands import DeviceInformation, SecurityInfo
 from nanocmd_core.mdm.responses import SecurityInfoResponse
-from nanocmd_core.workflow import StepEnqueueing
+from nanocmd_core.workflow import MDMContext, StepEnqueueing
 from tests.fakes.reports import report, security_info
 from tests.support.engine import Harness, MultiWorkflow, StepsWorkflow, engine_harness
 
@@ -45,9 +45,7 @@ def test_unfinished_ids_time_out_once_with_the_reports_that_arrived(harness: Har
     assert set(by_id) == {"B", "C"}
     assert [(type(r), r.status) for r in by_id["B"].command_results] == [(SecurityInfoResponse, "NotNow")]
     assert by_id["C"].command_results == []
-    assert (by_id["B"].context == "ctx:" and by_id["B"].mdm_context is None) or by_id[
-        "B"
-    ].mdm_context.params == {}
+    assert by_id["B"].context == "ctx:" and by_id["B"].mdm_context == MDMContext()  # WK-7
     assert harness.engine.sweep(now() + timedelta(hours=3)).timed_out == 0
     assert len(harness.rec.timed_out) == 2
     # late replies after the timeout are untracked (WK-9)
@@ -159,6 +157,6 @@ def test_steps_without_a_timeout_are_not_swept(table_name: str) -> None:
         uuid = h.uuids("X")[0]
         assert h.engine.store.lookup_command("X", uuid) is not None
         # CR-9: its workflow is not registered here; the step stays tracked for the queue's retry
-        with pytest.raises(EngineError, match="workflow not registered: wf.other"):
+        with pytest.raises(EngineError, match=r"workflow not registered: wf\.other"):
             h.engine.handle_command_report("X", uuid, security_info(uuid, "X"))
         assert h.engine.store.lookup_command("X", uuid) is not None
