@@ -37,6 +37,7 @@ def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
         DynamoEngineStore(),
         mdm if mdm is not None else HTTPMDMServerClient.from_settings(settings),
         step_timeout=settings.step_timeout,
+        repush_interval=settings.repush_interval,
     )
     inventory = DynamoInventoryStore()
     for workflow in builtin_workflows(engine, inventory):

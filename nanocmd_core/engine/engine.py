@@ -67,6 +67,7 @@ class EngineStore(Protocol):
     def claim_stuck_completion(
         self, enrollment_id: str, step_id: str, now: datetime
     ) -> TargetState | None: ...
+    def claim_repushes(self, cutoff: datetime, now: datetime, limit: int = 5000) -> list[str]: ...
 
 
 class EngineError(Exception):
@@ -124,6 +125,7 @@ class SendError(EngineError):
 @dataclass
 class SweepReport:
     timed_out: int = 0
+    repushed: int = 0
     redelivered: int = 0
     """Completed steps whose first delivery died with its process, delivered by the sweep."""
     failed: int = 0
@@ -164,12 +166,14 @@ class Engine:
         registry: WorkflowRegistry | None = None,
         *,
         step_timeout: int = 259_200,
+        repush_interval: int = 86_400,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
         self.mdm = mdm
         self.registry = registry or WorkflowRegistry()
         self.step_timeout = step_timeout
+        self.repush_interval = repush_interval
         self.clock = clock
 
     def register(self, workflow: Workflow) -> None:
@@ -553,16 +557,37 @@ class Engine:
                         },
                     )
                     report.failed += 1
-        if report.timed_out or report.redelivered or report.failed:
+        if self.repush_interval > 0:  # WK-2 phase 3; 0 disables (GAP-29)
+            report.repushed = self.repush(now)
+        if report.timed_out or report.redelivered or report.failed or report.repushed:
             logger.info(
                 "sweep",
                 extra={
+                    "repushed": report.repushed,
                     "timed_out": report.timed_out,
                     "redelivered": report.redelivered,
                     "failed": report.failed,
                 },
             )
         return report
+
+    def repush(self, now: datetime) -> int:
+        """WK-10..13: one APNs push per id whose commands waited a re-push interval with neither a
+        push nor a report. A push the MDM server refuses is logged; the clock still moved."""
+        ids = self.store.claim_repushes(now - timedelta(seconds=self.repush_interval), now)
+        if not ids:
+            return 0
+        for reply in self.mdm.push(ids):
+            if not reply.ok:
+                logger.error(
+                    "re-push refused by the MDM server",
+                    extra={
+                        "enrollment_ids": reply.failed_ids or reply.ids,
+                        "status": reply.status,
+                        "detail": reply.detail,
+                    },
+                )
+        return len(ids)
 
     def _deliver_timeout(self, state: TargetState) -> int:
         """StepTimeout once for this (step, id), with the reports that did arrive (NotNow included,

@@ -41,6 +41,8 @@ from nanocmd_core.storage.models import (
 _FANOUT_THREADS = 16
 TIMEOUT_INDEX_SHARDS = 8
 TIMEOUT_PREFIX = "TIMEOUT#"
+PUSH_INDEX_SHARDS = 8
+PUSH_PREFIX = "PUSH#"
 DELIVERY_LEASE = 300
 """Seconds a claim on a step (completion or timeout delivery) is held before a sweep may retry it."""
 
@@ -146,6 +148,9 @@ class DynamoEngineStore:
                 timeout_at=t.timeout_at,
                 last_push=t.pushed_at,
             )
+            if t.pushed_at is not None:  # sent: on the re-push clock (gsi2)
+                target.gsi2pk = f"{PUSH_PREFIX}{zlib.crc32(pk.encode()) % PUSH_INDEX_SHARDS}"
+                target.gsi2sk = t.pushed_at
             if t.timeout_at is not None:
                 target.gsi1pk = f"{TIMEOUT_PREFIX}{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
                 target.gsi1sk = t.timeout_at
@@ -210,7 +215,8 @@ class DynamoEngineStore:
         final report made the step complete for this id (GAP-2): the done-set ADD is guarded by
         ``NOT contains(done, uuid)``, so duplicates and concurrent finals cannot both win."""
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-        actions: list[Any] = [StepTarget.results[command_uuid].set(raw)]
+        # any report resets the id's re-push clock (design.md §6; GAP-12)
+        actions: list[Any] = [StepTarget.results[command_uuid].set(raw), StepTarget.gsi2sk.set(_epoch(now))]
         if final:
             # the lease keeps a sweep from redelivering while the winner delivers
             actions += [
@@ -302,6 +308,32 @@ class DynamoEngineStore:
                 return None
             raise
         return _target_state(target)
+
+    # --- re-push ------------------------------------------------------------------------------
+
+    def claim_repushes(self, cutoff: datetime, now: datetime, limit: int = 5000) -> list[str]:
+        """SC-11: enrollment ids with a sent step target that had no push or report since
+        ``cutoff``; each such target's clock is set to ``now`` with a conditional update, so
+        concurrent sweeps push an id once. Ids are returned once each (GAP-26)."""
+        ids: dict[str, None] = {}
+        claimed = 0
+        for shard in range(PUSH_INDEX_SHARDS):
+            for item in StepTarget.gsi2.query(f"{PUSH_PREFIX}{shard}", StepTarget.gsi2sk <= _epoch(cutoff)):
+                target = StepTarget(item.pk, item.sk)
+                try:
+                    target.update(
+                        actions=[StepTarget.gsi2sk.set(_epoch(now)), StepTarget.last_push.set(_epoch(now))],
+                        condition=StepTarget.pk.exists() & (StepTarget.gsi2sk <= _epoch(cutoff)),
+                    )
+                except UpdateError as exc:
+                    if _is_conditional_failure(exc):
+                        continue
+                    raise
+                ids[item.pk.removeprefix("ENR#")] = None
+                claimed += 1
+                if claimed >= limit:
+                    return list(ids)
+        return list(ids)
 
     # --- exclusivity and start records -------------------------------------------------------
 
