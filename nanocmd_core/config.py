@@ -65,6 +65,8 @@ class Settings:
     # EventBridge Scheduler one-time schedules for delayed steps (issue 3)
     schedule_group: str = ""
     scheduler_role_arn: str = ""
+    schedule_target_arn: str = ""
+    bucket: str = ""
     _secret_reader: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -91,6 +93,8 @@ class Settings:
             webhook_hmac_secret=e.get("NANOCMD_WEBHOOK_HMAC_KEY_SECRET", ""),
             schedule_group=e.get("NANOCMD_SCHEDULE_GROUP", ""),
             scheduler_role_arn=e.get("NANOCMD_SCHEDULER_ROLE_ARN", ""),
+            schedule_target_arn=e.get("NANOCMD_SCHEDULE_TARGET_ARN", ""),
+            bucket=e.get("NANOCMD_BUCKET", ""),
         )
 
     def _resolve(self, value: str, secret: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nanocmd_core.aws.scheduler import EventBridgeStepScheduler, StepScheduler
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient, MDMServerClient
@@ -31,6 +32,15 @@ def builtin_workflows(engine: Engine, inventory: InventoryStore) -> list[Workflo
     ]
 
 
+def step_scheduler(settings: Settings) -> StepScheduler | None:
+    """One-time schedules for delayed steps when configured; without them the sweep sends them."""
+    if settings.schedule_group and settings.scheduler_role_arn and settings.schedule_target_arn:
+        return EventBridgeStepScheduler(
+            settings.schedule_group, settings.scheduler_role_arn, settings.schedule_target_arn
+        )
+    return None
+
+
 def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
     bind_table(settings.table_name)
     engine = Engine(
@@ -38,6 +48,7 @@ def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
         mdm if mdm is not None else HTTPMDMServerClient.from_settings(settings),
         step_timeout=settings.step_timeout,
         repush_interval=settings.repush_interval,
+        scheduler=step_scheduler(settings),
     )
     inventory = DynamoInventoryStore()
     for workflow in builtin_workflows(engine, inventory):

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
-from nanocmd_core.engine.webhook_events import load_queued_webhook, process_webhook_event
+from nanocmd_core.engine.webhook_events import delayed_step_id, load_queued_webhook, process_webhook_event
 from nanocmd_core.wiring import App, build_app
 
 logger = Logger(service="nanocmd")
@@ -26,9 +26,7 @@ def _app() -> App:
 
 @cache
 def _blobs() -> S3BlobStore | None:
-    import os
-
-    bucket = os.environ.get("NANOCMD_BUCKET", "")
+    bucket = settings().bucket
     return S3BlobStore(bucket) if bucket else None
 
 
@@ -40,6 +38,10 @@ def _received_at(record: SQSRecord) -> datetime:
 
 
 def record_handler(record: SQSRecord) -> None:
+    step_id = delayed_step_id(record.body)
+    if step_id is not None:  # a one-time schedule: send the delayed step now
+        _app().engine.send_delayed_step(step_id)
+        return
     event = load_queued_webhook(record.body, _blobs())
     logger.append_keys(enrollment_id=event.enrollment_id, topic=event.topic)
     try:

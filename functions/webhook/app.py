@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -25,7 +24,7 @@ def _queue() -> SQSEventQueue:
 
 @cache
 def _blobs() -> S3BlobStore | None:
-    bucket = os.environ.get("NANOCMD_BUCKET", "")
+    bucket = settings().bucket
     return S3BlobStore(bucket) if bucket else None
 
 

@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from nanocmd_core.aws.scheduler import StepScheduler
 from nanocmd_core.engine.registry import WorkflowRegistry
 from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
+from nanocmd_core.mdm.commands import RawCommand
 from nanocmd_core.mdm.responses import CommandResponse, parse_response
 from nanocmd_core.storage.engine_store import (
+    DelayedCommandData,
+    DelayedState,
     DuplicateCommandError,
     NewTarget,
     TargetCommand,
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 LOCK_TTL = timedelta(days=30)
+MAX_DELAYED_SEND_ATTEMPTS = 8
+"""A delayed step the MDM server keeps refusing is retried with backoff (1, 2, 4 ... 60 min)."""
 """Safety net for a running lock whose instance vanished; timeouts and completions release it."""
 
 _CHUNK_NAMESPACE = uuid.UUID("6f1d0c1e-5b8e-4a3c-9a57-6a0f1f0c2d10")
@@ -68,6 +74,15 @@ class EngineStore(Protocol):
         self, enrollment_id: str, step_id: str, now: datetime
     ) -> TargetState | None: ...
     def claim_repushes(self, cutoff: datetime, now: datetime, limit: int = 5000) -> list[str]: ...
+    def put_delayed(self, state: DelayedState, expires: int | None) -> None: ...
+    def due_delayed(self, now: datetime, limit: int = 1000) -> list[str]: ...
+    def claim_delayed(self, step_id: str, now: datetime) -> DelayedState | None: ...
+    def live_target_ids(self, step_id: str, ids: Sequence[str]) -> set[str]: ...
+    def mark_sent(self, step_id: str, ids: Sequence[str], now: datetime) -> None: ...
+    def finish_delayed(self, step_id: str) -> None: ...
+    def reschedule_delayed(
+        self, step_id: str, pending: Sequence[str], send_at: int, attempts: int
+    ) -> None: ...
 
 
 class EngineError(Exception):
@@ -124,6 +139,8 @@ class SendError(EngineError):
 
 @dataclass
 class SweepReport:
+    sent: int = 0
+    """Ids a delayed step was sent to."""
     timed_out: int = 0
     repushed: int = 0
     redelivered: int = 0
@@ -167,6 +184,7 @@ class Engine:
         *,
         step_timeout: int = 259_200,
         repush_interval: int = 86_400,
+        scheduler: StepScheduler | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -174,6 +192,7 @@ class Engine:
         self.registry = registry or WorkflowRegistry()
         self.step_timeout = step_timeout
         self.repush_interval = repush_interval
+        self.scheduler = scheduler
         self.clock = clock
 
     def register(self, workflow: Workflow) -> None:
@@ -314,8 +333,6 @@ class Engine:
             if command.command_uuid in seen:
                 raise StepError(f"converting workflow step: duplicate command uuid {command.command_uuid}")
             seen.add(command.command_uuid)
-        if step.not_until is not None:
-            raise StepError("converting workflow step: delayed steps (not_until) are not supported yet")
 
         workflow = self.registry.get(workflow_name)  # EQ-7: unregistered names are allowed
         try:
@@ -324,7 +341,9 @@ class Engine:
             raise StepError(f"converting workflow step: context: {exc}") from exc
 
         now = self.clock()
-        timeout_at = self._timeout_for(workflow, step, now)
+        delayed = step.not_until is not None and step.not_until > now  # a past NotUntil sends now
+        # GAP-20: a delayed step's default timeout counts from its NotUntil time
+        timeout_at = self._timeout_for(workflow, step, step.not_until if delayed and step.not_until else now)
         step_id = uuid.uuid4().hex
         max_ids = max(1, self.mdm.max_ids_per_request)
         chunks = [ids[i : i + max_ids] for i in range(0, len(ids), max_ids)]
@@ -342,7 +361,7 @@ class Engine:
                 ],
                 created_at=int(now.timestamp()),
                 timeout_at=int(timeout_at.timestamp()) if timeout_at else None,
-                pushed_at=int(now.timestamp()),
+                pushed_at=None if delayed else int(now.timestamp()),
             )
             for k, chunk in enumerate(chunks)
             for enrollment_id in chunk
@@ -352,32 +371,17 @@ class Engine:
         except DuplicateCommandError as exc:
             raise StepError(f"storing step: {exc}") from exc
 
-        failed: dict[str, str] = {}
-        for k, chunk in enumerate(chunks):
-            for command in step.commands:
-                sent_uuid = chunk_command_uuid(command.command_uuid, k)
-                plist = (command if k == 0 else command.with_uuid(sent_uuid)).to_plist()
-                reply = self.mdm.enqueue(chunk, plist)
-                # "already exists" answers a retry whose first attempt was queued but whose reply
-                # was lost: the UUID is fresh for this step, so the server holds our command.
-                if not reply.ok and not getattr(reply, "already_exists", False):
-                    for enrollment_id in reply.failed_ids or chunk:
-                        failed.setdefault(
-                            enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}"
-                        )
-                    logger.error(
-                        "MDM server refused command",
-                        extra={
-                            "workflow": workflow_name,
-                            "instance_id": step.instance_id,
-                            "step_name": step.name,
-                            "command_uuid": sent_uuid,
-                            "request_type": command.request_type,
-                            "enrollment_ids": reply.failed_ids or chunk,
-                            "status": reply.status,
-                            "detail": reply.detail,
-                        },
-                    )
+        log = {"workflow": workflow_name, "instance_id": step.instance_id, "step_name": step.name}
+        if delayed and step.not_until is not None:  # EQ-6: stored unsent, sent at its time
+            self._store_delayed(
+                step_id, workflow_name, step, ids, max_ids, targets, timeout_at, step.not_until
+            )
+            failed: dict[str, str] = {}
+        else:
+            commands = [
+                DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands
+            ]
+            failed = self._send_chunks(chunks, commands, log)
 
         scope = _enqueued.get()
         sent_ids = [i for i in ids if i not in failed]
@@ -386,23 +390,143 @@ class Engine:
         if failed:
             for target in targets:
                 if target.enrollment_id in failed:
-                    self.store.delete_target(
-                        TargetState(
-                            enrollment_id=target.enrollment_id,
-                            step_id=step_id,
-                            workflow=workflow_name,
-                            instance_id=step.instance_id,
-                            step_name=step.name,
-                            context=context,
-                            commands=target.commands,
-                        )
-                    )
+                    self.store.delete_target(target.state())
             first = next(iter(failed.values()))
             raise SendError(
                 f"enqueueing step: MDM server refused {len(failed)} of {len(ids)} ids: {first}",
                 failed_ids=list(failed),
                 sent_ids=sent_ids,
             )
+
+    def _send_chunks(
+        self, chunks: Sequence[Sequence[str]], commands: Sequence[DelayedCommandData], log: dict[str, Any]
+    ) -> dict[str, str]:
+        """Send every command to every chunk of ids (chunk k under its chunk-k UUIDs); returns the
+        ids the MDM server refused, with why. Each request carries its own body (GAP-10)."""
+        failed: dict[str, str] = {}
+        for k, chunk in enumerate(chunks):
+            if not chunk:
+                continue
+            for command in commands:
+                sent_uuid = chunk_command_uuid(command.logical, k)
+                plist = (
+                    command.plist
+                    if k == 0
+                    else RawCommand.from_plist(command.plist).with_uuid(sent_uuid).to_plist()
+                )
+                reply = self.mdm.enqueue(list(chunk), plist)
+                # "already exists" answers a retry whose first attempt was queued but whose reply
+                # was lost: the UUID is fresh for this step, so the server holds our command.
+                if reply.ok or getattr(reply, "already_exists", False):
+                    continue
+                refused = reply.failed_ids or list(chunk)
+                for enrollment_id in refused:
+                    failed.setdefault(
+                        enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}"
+                    )
+                logger.error(
+                    "MDM server refused command",
+                    extra={
+                        **log,
+                        "command_uuid": sent_uuid,
+                        "request_type": command.request_type,
+                        "enrollment_ids": refused,
+                        "status": reply.status,
+                        "detail": reply.detail,
+                    },
+                )
+        return failed
+
+    def _store_delayed(
+        self,
+        step_id: str,
+        workflow_name: str,
+        step: StepEnqueueing,
+        ids: list[str],
+        chunk_size: int,
+        targets: list[NewTarget],
+        timeout_at: datetime | None,
+        not_until: datetime,
+    ) -> None:
+        delayed = DelayedState(
+            step_id=step_id,
+            workflow=workflow_name,
+            instance_id=step.instance_id,
+            step_name=step.name,
+            ids=ids,
+            pending=ids,
+            chunk_size=chunk_size,
+            commands=[
+                DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands
+            ],
+            send_at=int(not_until.timestamp()),
+        )
+        expires = int((timeout_at or not_until).timestamp()) + 7 * 86_400
+        try:
+            self.store.put_delayed(delayed, expires)
+        except Exception:
+            for target in targets:
+                self.store.delete_target(target.state())
+            raise
+        if self.scheduler is None:
+            return  # the sweep sends it (WK-4)
+        try:
+            self.scheduler.schedule_step(step_id, not_until)
+        except Exception as exc:  # the sweep's safety net still sends it, a sweep interval late
+            logger.warning(
+                "could not create the one-time schedule of a delayed step",
+                extra={
+                    "workflow": workflow_name,
+                    "instance_id": step.instance_id,
+                    "step_id": step_id,
+                    "error": str(exc),
+                },
+            )
+
+    def send_delayed_step(self, step_id: str, now: datetime | None = None) -> int:
+        """Send a delayed step to its ids that are still waiting for it (a check-out may have
+        cancelled some). Claimed first, so the schedule and a sweep never both send. Ids the MDM
+        server refuses are retried with backoff; returns how many ids were sent to."""
+        now = now or self.clock()
+        state = self.store.claim_delayed(step_id, now)
+        if state is None:
+            return 0
+        log = {
+            "workflow": state.workflow,
+            "instance_id": state.instance_id,
+            "step_name": state.step_name,
+            "step_id": step_id,
+        }
+        pending = set(state.pending)
+        live = self.store.live_target_ids(step_id, state.pending)
+        size = max(1, state.chunk_size)
+        chunks = [
+            [i for i in state.ids[k : k + size] if i in pending and i in live]
+            for k in range(0, len(state.ids), size)
+        ]
+        failed = self._send_chunks(chunks, state.commands, log)
+        sent = [i for chunk in chunks for i in chunk if i not in failed]
+        if sent:
+            self.store.mark_sent(step_id, sent, now)
+        if not failed:
+            self.store.finish_delayed(step_id)
+            logger.info("delayed step sent", extra={**log, "sent": len(sent)})
+            return len(sent)
+        attempts = state.attempts + 1
+        if attempts >= MAX_DELAYED_SEND_ATTEMPTS:
+            logger.error(
+                "giving up sending a delayed step; its ids will time out",
+                extra={**log, "enrollment_ids": list(failed), "attempts": attempts},
+            )
+            self.store.finish_delayed(step_id)
+        else:
+            retry_at = int(now.timestamp()) + min(3600, 60 * 2 ** (attempts - 1))
+            logger.error(
+                "delayed step not accepted by the MDM server; retrying later",
+                extra={**log, "enrollment_ids": list(failed), "attempts": attempts, "retry_at": retry_at},
+            )
+            self.store.reschedule_delayed(step_id, list(failed), retry_at, attempts)
+        return len(sent)
 
     def _timeout_for(self, workflow: Workflow | None, step: StepEnqueueing, now: datetime) -> datetime | None:
         """EQ-1/2: the step's own timeout, else the workflow's, else the engine's (0 = never)."""
@@ -534,6 +658,12 @@ class Engine:
         """One pass of the worker: step timeouts (WK-6..9), and completions whose delivery died."""
         now = now or self.clock()
         report = SweepReport()
+        for step_id in self.store.due_delayed(now):  # WK-2 phase 1: overdue delayed steps
+            try:
+                report.sent += self.send_delayed_step(step_id, now)
+            except Exception:
+                logger.exception("sending a delayed step failed", extra={"step_id": step_id})
+                report.failed += 1
         for enrollment_id, step_id in self.store.due_timeouts(now):
             state = self.store.claim_timeout(enrollment_id, step_id, now)
             if state is not None:
@@ -559,10 +689,11 @@ class Engine:
                     report.failed += 1
         if self.repush_interval > 0:  # WK-2 phase 3; 0 disables (GAP-29)
             report.repushed = self.repush(now)
-        if report.timed_out or report.redelivered or report.failed or report.repushed:
+        if report.sent or report.timed_out or report.redelivered or report.failed or report.repushed:
             logger.info(
                 "sweep",
                 extra={
+                    "sent": report.sent,
                     "repushed": report.repushed,
                     "timed_out": report.timed_out,
                     "redelivered": report.redelivered,

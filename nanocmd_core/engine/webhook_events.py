@@ -1,4 +1,5 @@
-"""Turn a queued webhook event into engine calls (engine.md §5.3-5.6)."""
+"""Turn a message of the events queue into engine calls: webhook events (engine.md §5.3-5.6)
+and the "send this delayed step" messages of one-time schedules."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from datetime import datetime
 
 from nanocmd_core.aws.blobs import BlobStore
+from nanocmd_core.aws.scheduler import SEND_STEP_KEY
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
@@ -41,3 +43,12 @@ def process_webhook_event(engine: Engine, event: WebhookEvent, received_at: date
         if isinstance(message, TokenUpdate):
             message.enrolling = event.checkin_event.enrolling  # WH-10
         engine.handle_checkin(enrollment_id, message, mdm_context)
+
+
+def delayed_step_id(body: str) -> str | None:
+    """The step id of a one-time schedule's message, or None for a webhook event."""
+    if not body.startswith('{"' + SEND_STEP_KEY):
+        return None
+    doc = json.loads(body)
+    step_id = doc.get(SEND_STEP_KEY) if isinstance(doc, dict) and len(doc) == 1 else None
+    return step_id if isinstance(step_id, str) and step_id else None

@@ -26,10 +26,13 @@ from pynamodb.models import Model
 
 from nanocmd_core.storage.models import (
     COMMAND,
+    DELAYED,
     LOCK,
     START,
     STEP,
     CommandRecord,
+    DelayedCommand,
+    DelayedStep,
     StepCommand,
     StepTarget,
     WorkflowLock,
@@ -43,6 +46,8 @@ TIMEOUT_INDEX_SHARDS = 8
 TIMEOUT_PREFIX = "TIMEOUT#"
 PUSH_INDEX_SHARDS = 8
 PUSH_PREFIX = "PUSH#"
+SEND_PREFIX = "SEND#"
+_DELAYED_SK = "DELAY"
 DELIVERY_LEASE = 300
 """Seconds a claim on a step (completion or timeout delivery) is held before a sweep may retry it."""
 
@@ -72,6 +77,40 @@ class NewTarget:
     created_at: int
     timeout_at: int | None = None
     pushed_at: int | None = None
+
+    def state(self) -> TargetState:
+        return TargetState(
+            enrollment_id=self.enrollment_id,
+            step_id=self.step_id,
+            workflow=self.workflow,
+            instance_id=self.instance_id,
+            step_name=self.step_name,
+            context=self.context,
+            commands=self.commands,
+        )
+
+
+@dataclass
+class DelayedCommandData:
+    logical: str
+    request_type: str
+    plist: bytes
+
+
+@dataclass
+class DelayedState:
+    """A step stored unsent until its NotUntil time (SC-9)."""
+
+    step_id: str
+    workflow: str
+    instance_id: str
+    step_name: str
+    ids: list[str]
+    pending: list[str]
+    chunk_size: int
+    commands: list[DelayedCommandData]
+    send_at: int
+    attempts: int = 0
 
 
 @dataclass
@@ -308,6 +347,117 @@ class DynamoEngineStore:
                 return None
             raise
         return _target_state(target)
+
+    # --- delayed steps ------------------------------------------------------------------------
+
+    def put_delayed(self, state: DelayedState, expires: int | None) -> None:
+        item = DelayedStep(
+            DELAYED + state.step_id,
+            _DELAYED_SK,
+            workflow=state.workflow,
+            instance_id=state.instance_id,
+            step_name=state.step_name,
+            ids=state.ids,
+            pending=state.pending,
+            chunk_size=state.chunk_size,
+            commands=[
+                DelayedCommand(logical=c.logical, request_type=c.request_type, plist=c.plist)  # type: ignore[no-untyped-call]
+                for c in state.commands
+            ],
+            send_at=state.send_at,
+            attempts=state.attempts,
+            gsi1pk=f"{SEND_PREFIX}{zlib.crc32(state.step_id.encode()) % TIMEOUT_INDEX_SHARDS}",
+            gsi1sk=state.send_at,
+        )
+        if expires is not None:
+            item.ttl = datetime.fromtimestamp(expires, tz=UTC)
+        item.save()
+
+    def due_delayed(self, now: datetime, limit: int = 1000) -> list[str]:
+        """SC-9: step ids of delayed steps whose send time has passed (the sweep's safety net)."""
+        due: list[str] = []
+        for shard in range(TIMEOUT_INDEX_SHARDS):
+            for item in DelayedStep.gsi1.query(
+                f"{SEND_PREFIX}{shard}", DelayedStep.gsi1sk <= _epoch(now), limit=limit - len(due)
+            ):
+                due.append(item.pk.removeprefix(DELAYED))
+            if len(due) >= limit:
+                break
+        return due
+
+    def claim_delayed(self, step_id: str, now: datetime) -> DelayedState | None:
+        """Claim a delayed step for sending (once: the schedule and a sweep may both try)."""
+        item = DelayedStep(DELAYED + step_id, _DELAYED_SK)
+        condition = DelayedStep.pk.exists() & (
+            DelayedStep.sending_until.does_not_exist() | (DelayedStep.sending_until < _epoch(now))
+        )
+        try:
+            item.update(
+                actions=[DelayedStep.sending_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
+            )
+        except UpdateError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return DelayedState(
+            step_id=step_id,
+            workflow=item.workflow,
+            instance_id=item.instance_id,
+            step_name=item.step_name or "",
+            ids=list(item.ids or []),
+            pending=list(item.pending or []),
+            chunk_size=int(item.chunk_size),
+            commands=[
+                DelayedCommandData(c.logical, c.request_type, bytes(c.plist)) for c in item.commands or []
+            ],
+            send_at=int(item.send_at),
+            attempts=int(item.attempts or 0),
+        )
+
+    def live_target_ids(self, step_id: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` still have this step (a check-out may have cancelled some)."""
+        keys = [(enrollment_pk(i), STEP + step_id) for i in dict.fromkeys(ids)]
+        return {
+            t.pk.removeprefix("ENR#")
+            for t in StepTarget.batch_get(keys, consistent_read=True, attributes_to_get=["pk", "sk"])
+        }
+
+    def mark_sent(self, step_id: str, ids: Sequence[str], now: datetime) -> None:
+        """Put the targets a delayed send reached on the re-push clock."""
+
+        def mark(enrollment_id: str) -> None:
+            pk = enrollment_pk(enrollment_id)
+            target = StepTarget(pk, STEP + step_id)
+            try:
+                target.update(
+                    actions=[
+                        StepTarget.last_push.set(_epoch(now)),
+                        StepTarget.gsi2pk.set(f"{PUSH_PREFIX}{zlib.crc32(pk.encode()) % PUSH_INDEX_SHARDS}"),
+                        StepTarget.gsi2sk.set(_epoch(now)),
+                    ],
+                    condition=StepTarget.pk.exists(),
+                )
+            except UpdateError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+
+        self._fan_out(mark, list(ids))
+
+    def finish_delayed(self, step_id: str) -> None:
+        DelayedStep(DELAYED + step_id, _DELAYED_SK).delete()
+
+    def reschedule_delayed(self, step_id: str, pending: Sequence[str], send_at: int, attempts: int) -> None:
+        """Keep the ids the MDM server refused for a later attempt, and release the claim."""
+        item = DelayedStep(DELAYED + step_id, _DELAYED_SK)
+        item.update(
+            actions=[
+                DelayedStep.pending.set(list(pending)),
+                DelayedStep.send_at.set(send_at),
+                DelayedStep.gsi1sk.set(send_at),
+                DelayedStep.attempts.set(attempts),
+                DelayedStep.sending_until.remove(),
+            ]
+        )
 
     # --- re-push ------------------------------------------------------------------------------
 

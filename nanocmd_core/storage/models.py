@@ -41,6 +41,7 @@ STEP = "STEP#"
 LOCK = "LOCK#"
 START = "START#"
 INVENTORY = "INV#"
+DELAYED = "DELAY#"
 
 
 def enrollment_pk(enrollment_id: str) -> str:
@@ -131,6 +132,46 @@ class StepTarget(_Item):
     gsi2 = PushIndex()
 
 
+class DelayedCommand(MapAttribute[str, Any]):
+    logical = UnicodeAttribute()
+    request_type = UnicodeAttribute()
+    plist = BinaryAttribute(legacy_encoding=False)
+
+
+class DelayedDueIndex(GlobalSecondaryIndex["DelayedStep"]):  # type: ignore[no-untyped-call]
+    """``gsi1`` seen from delayed steps: ``SEND#<shard>`` by send time."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = KeysOnlyProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = NumberAttribute(range_key=True)
+
+
+class DelayedStep(_Item):
+    """A step waiting for its NotUntil time: the raw commands and the ids still to send to
+    (``DELAY#<step id>`` / ``DELAY``). Its ``gsi1`` entry (``SEND#<shard>``, send time) is the
+    sweeper's safety net behind the one-time schedule."""
+
+    Meta = _Meta
+    workflow = UnicodeAttribute()
+    instance_id = UnicodeAttribute()
+    step_name = UnicodeAttribute(default="")
+    ids = ListAttribute[str](of=UnicodeAttribute)  # type: ignore[arg-type]
+    """In enqueue order: chunk k of ``chunk_size`` ids carries the chunk-k command UUIDs."""
+    pending = ListAttribute[str](of=UnicodeAttribute)  # type: ignore[arg-type]
+    """Ids not sent yet."""
+    chunk_size = NumberAttribute()
+    commands = ListAttribute(of=DelayedCommand)
+    send_at = NumberAttribute()
+    attempts = NumberAttribute(default=0)
+    sending_until = NumberAttribute(null=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = NumberAttribute(null=True)
+    gsi1 = DelayedDueIndex()
+
+
 class WorkflowLock(_Item):
     """Held while an exclusive workflow runs for an id (GAP-1, GAP-3); TTL is a safety net."""
 
@@ -149,7 +190,14 @@ class InventoryItem(_Item):
     values = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
 
 
-ALL_MODELS: tuple[type[_Item], ...] = (CommandRecord, StepTarget, WorkflowLock, WorkflowStart, InventoryItem)
+ALL_MODELS: tuple[type[_Item], ...] = (
+    CommandRecord,
+    StepTarget,
+    DelayedStep,
+    WorkflowLock,
+    WorkflowStart,
+    InventoryItem,
+)
 
 
 def bind_table(table_name: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from nanocmd_core.mdm.commands import Command
+from nanocmd_core.mdm.commands import Command, RawCommand
 from nanocmd_core.mdm.responses import CommandResponse
 from nanocmd_core.workflow.events import Event
 
@@ -38,7 +38,7 @@ class StepEnqueueing(StepContext):
     """
 
     ids: list[str]
-    commands: list[Command] = field(default_factory=list)
+    commands: list[Command | RawCommand] = field(default_factory=list)
     timeout: datetime | None = None
     not_until: datetime | None = None
 
@@ -48,7 +48,9 @@ class StepStart(StepContext):
     ids: list[str]
     event: Event | None = None
 
-    def new_step_enqueueing(self, *commands: Command, name: str = "", context: Any = None) -> StepEnqueueing:
+    def new_step_enqueueing(
+        self, *commands: Command | RawCommand, name: str = "", context: Any = None
+    ) -> StepEnqueueing:
         """DM-6: a step for this instance and all started ids."""
         return StepEnqueueing(
             instance_id=self.instance_id,
@@ -67,7 +69,9 @@ class StepResult(StepContext):
     id: str
     command_results: list[CommandResponse] = field(default_factory=list)
 
-    def new_step_enqueueing(self, *commands: Command, name: str = "", context: Any = None) -> StepEnqueueing:
+    def new_step_enqueueing(
+        self, *commands: Command | RawCommand, name: str = "", context: Any = None
+    ) -> StepEnqueueing:
         """DM-6: a follow-up step for this instance and this one id."""
         return StepEnqueueing(
             instance_id=self.instance_id, ids=[self.id], commands=list(commands), name=name, context=context

