@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from nanocmd_core.aws.scheduler import EventBridgeStepScheduler, StepScheduler
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import Engine
+from nanocmd_core.engine.subscriptions import CachedSubscriptions, SubscriptionStore
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient, MDMServerClient
 from nanocmd_core.storage.engine_store import DynamoEngineStore
 from nanocmd_core.storage.models import bind_table
+from nanocmd_core.storage.subscription_store import DynamoSubscriptionStore
 from nanocmd_core.subsystems.inventory.storage import DynamoInventoryStore, InventoryStore
 from nanocmd_core.workflow.workflow import Workflow
 from nanocmd_core.workflows.devinfolog import DeviceInfoLogWorkflow
@@ -22,6 +24,7 @@ class App:
     settings: Settings
     engine: Engine
     inventory: InventoryStore
+    subscriptions: SubscriptionStore
 
 
 def builtin_workflows(engine: Engine, inventory: InventoryStore) -> list[Workflow]:
@@ -43,14 +46,16 @@ def step_scheduler(settings: Settings) -> StepScheduler | None:
 
 def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
     bind_table(settings.table_name)
+    subscriptions = DynamoSubscriptionStore()
     engine = Engine(
         DynamoEngineStore(),
         mdm if mdm is not None else HTTPMDMServerClient.from_settings(settings),
         step_timeout=settings.step_timeout,
         repush_interval=settings.repush_interval,
         scheduler=step_scheduler(settings),
+        subscriptions=CachedSubscriptions(subscriptions),
     )
     inventory = DynamoInventoryStore()
     for workflow in builtin_workflows(engine, inventory):
         engine.register(workflow)
-    return App(settings=settings, engine=engine, inventory=inventory)
+    return App(settings=settings, engine=engine, inventory=inventory, subscriptions=subscriptions)

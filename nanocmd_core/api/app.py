@@ -15,12 +15,14 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from nanocmd_core.config import Settings
+from nanocmd_core.engine.subscriptions import SubscriptionError, parse_subscription
 from nanocmd_core.engine.engine import (
     AlreadyStartedError,
     InvalidIDsError,
@@ -36,6 +38,8 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # (path pattern, methods) of every route, for 405/OPTIONS answers with an Allow header (API-2)
 ROUTES: list[tuple[re.Pattern[str], list[str]]] = [
     (re.compile(r"^/v1/workflow/[^/]+/start$"), ["POST"]),
+    (re.compile(r"^/v1/event/[^/]+$"), ["GET", "HEAD", "PUT", "DELETE"]),
+    (re.compile(r"^/v1/events$"), ["GET", "HEAD"]),
     (re.compile(r"^/v1/inventory$"), ["GET", "HEAD"]),
     (re.compile(r"^/inventory$"), ["GET", "HEAD"]),
 ]
@@ -131,6 +135,45 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
             body["failed_ids"] = result.failed_ids
             body["errors"] = result.errors
         return json_response(200, body)
+
+    @api.route("/v1/event/<name>", method=["GET", "HEAD"])
+    @protected
+    def get_subscription(name: str) -> Response[str]:
+        name = unquote(name)
+        sub = services().subscriptions.get(name)
+        if sub is None:  # design.md §6: 404, not Go's 500 or null
+            return error_response(404, f"event subscription not found: {name}")
+        return json_response(200, sub.to_json())
+
+    @api.put("/v1/event/<name>")
+    @protected
+    def put_subscription(name: str) -> Response[str]:
+        name = unquote(name)
+        try:
+            doc = json.loads(api.current_event.decoded_body or "")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error_response(400, f"invalid JSON body: {exc}")
+        app = services()
+        try:
+            sub = parse_subscription(doc, lambda workflow: workflow in app.engine.registry)
+        except SubscriptionError as exc:
+            return error_response(400, str(exc))
+        app.subscriptions.put(name, sub)
+        logger.info("event subscription stored", extra={"subscription": name, **sub.to_json()})
+        return Response(status_code=204, body="")
+
+    @api.delete("/v1/event/<name>")
+    @protected
+    def delete_subscription(name: str) -> Response[str]:
+        name = unquote(name)
+        if services().subscriptions.delete(name):
+            logger.info("event subscription deleted", extra={"subscription": name})
+        return Response(status_code=204, body="")
+
+    @api.route("/v1/events", method=["GET", "HEAD"])
+    @protected
+    def list_subscriptions() -> Response[str]:
+        return json_response(200, {n: sub.to_json() for n, sub in services().subscriptions.all().items()})
 
     def inventory() -> Response[str]:
         ids = query_values("id")

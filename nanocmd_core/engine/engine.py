@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 
 from nanocmd_core.aws.scheduler import StepScheduler
 from nanocmd_core.engine.registry import WorkflowRegistry
+from nanocmd_core.engine.subscriptions import CachedSubscriptions, EventSubscription
 from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
 from nanocmd_core.mdm.commands import RawCommand
 from nanocmd_core.mdm.responses import CommandResponse, parse_response
@@ -185,6 +186,7 @@ class Engine:
         step_timeout: int = 259_200,
         repush_interval: int = 86_400,
         scheduler: StepScheduler | None = None,
+        subscriptions: CachedSubscriptions | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -193,6 +195,7 @@ class Engine:
         self.step_timeout = step_timeout
         self.repush_interval = repush_interval
         self.scheduler = scheduler
+        self.subscriptions = subscriptions
         self.clock = clock
 
     def register(self, workflow: Workflow) -> None:
@@ -799,12 +802,68 @@ class Engine:
     def handle_idle(
         self, enrollment_id: str, mdm_context: MDMContext | None = None, event_at: datetime | None = None
     ) -> None:
-        self.dispatch_event(Event(EventFlag.IDLE), enrollment_id, mdm_context)  # ID-1
+        """ID-1..5: Idle to its subscribers, then IdleNotStartedSince subscriptions whose workflow
+        was last started for this id more than ``event_context`` seconds before ``event_at``."""
+        self.dispatch_event(Event(EventFlag.IDLE), enrollment_id, mdm_context)
+        event_at = event_at or self.clock()
+        for name, sub in self._user_subscriptions(EventFlag.IDLE_NOT_STARTED_SINCE).items():
+            try:
+                last = self.store.last_started(enrollment_id, sub.workflow)
+            except Exception as exc:
+                logger.warning(
+                    "reading the last start failed", extra={"subscription": name, "error": str(exc)}
+                )
+                continue
+            if last is not None and event_at <= last + timedelta(seconds=sub.idle_seconds):
+                continue
+            self._start_for_subscription(
+                name, sub, Event(EventFlag.IDLE_NOT_STARTED_SINCE), enrollment_id, mdm_context
+            )
 
     def dispatch_event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
-        """EV-2: workflows subscribed in their config; errors are logged only (CI-5)."""
+        """EV-1 user subscriptions start their workflow; EV-2 workflows subscribed in their config
+        get ``event``. Errors are logged only (CI-5)."""
+        for name, sub in self._user_subscriptions(event.flag).items():
+            self._start_for_subscription(name, sub, event, enrollment_id, mdm_context)
         for workflow in self.registry.event_workflows(event.flag):
             self._call_event(workflow, event, enrollment_id, mdm_context)
+
+    def _user_subscriptions(self, flag: EventFlag) -> dict[str, EventSubscription]:
+        if self.subscriptions is None:
+            return {}
+        try:
+            return self.subscriptions.by_event(flag)
+        except Exception as exc:  # EV-3: config subscribers still get the event
+            logger.warning(
+                "loading event subscriptions failed", extra={"event": flag.name, "error": str(exc)}
+            )
+            return {}
+
+    def _start_for_subscription(
+        self,
+        name: str,
+        sub: EventSubscription,
+        event: Event,
+        enrollment_id: str,
+        mdm_context: MDMContext | None,
+    ) -> None:
+        log = {
+            "subscription": name,
+            "workflow": sub.workflow,
+            "event": event.name,
+            "enrollment_id": enrollment_id,
+        }
+        try:
+            result = self.start_workflow(
+                sub.workflow, [enrollment_id], sub.context.encode(), event, mdm_context
+            )
+        except AlreadyStartedError:
+            logger.debug("subscription start skipped: workflow already running", extra=log)
+            return
+        except Exception as exc:
+            logger.warning("subscription start failed", extra={**log, "error": str(exc)})
+            return
+        logger.info("workflow started by subscription", extra={**log, "instance_id": result.instance_id})
 
     @staticmethod
     def _call_event(

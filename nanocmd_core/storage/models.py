@@ -42,6 +42,7 @@ LOCK = "LOCK#"
 START = "START#"
 INVENTORY = "INV#"
 DELAYED = "DELAY#"
+SUBSCRIPTION = "SUB#"
 
 
 def enrollment_pk(enrollment_id: str) -> str:
@@ -203,3 +204,27 @@ ALL_MODELS: tuple[type[_Item], ...] = (
 def bind_table(table_name: str) -> None:
     """Point every model at ``table_name`` (all share one Meta); pynamodb reconnects on change."""
     _Meta.table_name = table_name
+
+
+class SubscriptionEventIndex(GlobalSecondaryIndex["EventSubscriptionItem"]):  # type: ignore[no-untyped-call]
+    """``gsi1`` seen from subscriptions: ``SUBEVENT#<event name>``."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = KeysOnlyProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = NumberAttribute(range_key=True)
+
+
+class EventSubscriptionItem(_Item):
+    """A user's event subscription (``SUB#<name>`` / ``SUB``), indexed by event name."""
+
+    Meta = _Meta
+    event = UnicodeAttribute()
+    workflow = UnicodeAttribute()
+    context = UnicodeAttribute(null=True)
+    event_context = UnicodeAttribute(null=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = NumberAttribute(null=True)
+    gsi1 = SubscriptionEventIndex()

@@ -80,8 +80,9 @@ class Api:
         path: str,
         query: dict[str, list[str]] | None = None,
         auth: str | None = basic("nanocmd", API_KEY),
+        body: bytes | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        reply = self.resolver.resolve(proxy_event(method, path, query, auth), LambdaContext())
+        reply = self.resolver.resolve(proxy_event(method, path, query, auth, body), LambdaContext())
         headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
         for k, v in (reply.get("multiValueHeaders") or {}).items():
             headers[k.lower()] = ", ".join(v)
@@ -199,3 +200,65 @@ def test_completed_step_frees_the_workflow(api: Api) -> None:
     for command in api.mdm.commands_for("A"):
         api.app.engine.handle_command_report("A", command["CommandUUID"], report(command["CommandUUID"], "A"))
     assert api.call("POST", f"/v1/workflow/{INVENTORY}/start", {"id": ["A"]})[0] == 200
+
+
+def test_event_subscription_routes(api: Api) -> None:
+    """api.md §5.2-5.3 with design.md §6: 404 for unknown names, 400 for bad bodies, PUT
+    replaces the whole subscription, plus DELETE and a list."""
+    status, _, body = api.call("GET", "/v1/event/enroll")
+    assert (status, body) == (404, {"error": "event subscription not found: enroll"})
+    doc = {"event": "Enrollment", "workflow": INVENTORY, "context": "c1"}
+    status, _, body = api.call("PUT", "/v1/event/enroll", body=json.dumps(doc).encode())
+    assert (status, body) == (204, None)
+    status, headers, body = api.call("GET", "/v1/event/enroll")
+    assert (status, body) == (200, doc) and headers["content-type"] == "application/json"
+    api.call(
+        "PUT", "/v1/event/enroll", body=json.dumps({"Event": "Enrollment", "WORKFLOW": INVENTORY}).encode()
+    )
+    assert api.call("GET", "/v1/event/enroll")[2] == {"event": "Enrollment", "workflow": INVENTORY}
+    api.call(
+        "PUT",
+        "/v1/event/idle",
+        body=b'{"event": "IdleNotStartedSince", "workflow": "%s", '
+        b'"event_context": "86400"}' % INVENTORY.encode(),
+    )
+    status, _, body = api.call("GET", "/v1/events")
+    assert status == 200 and set(body) == {"enroll", "idle"}
+    assert body["idle"]["event_context"] == "86400"
+    assert api.call("DELETE", "/v1/event/enroll")[0] == 204
+    assert api.call("GET", "/v1/event/enroll")[0] == 404
+    assert api.call("DELETE", "/v1/event/enroll")[0] == 204
+    status, headers, _ = api.call("POST", "/v1/event/enroll")
+    assert status == 405 and headers["allow"] == "GET, HEAD, PUT, DELETE, OPTIONS"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"", "invalid JSON body"),
+        (b"{not json", "invalid JSON body"),
+        (b"[]", "body must be a JSON object"),
+        (b"{}", "missing event type"),
+        (b'{"event": "Sometimes", "workflow": "x"}', "invalid event type: Sometimes"),
+        (b'{"event": "enrollment", "workflow": "x"}', "invalid event type: enrollment"),
+        (b'{"event": "AllCommandResponse", "workflow": "%s"}' % INVENTORY.encode(), "cannot start workflows"),
+        (b'{"event": "Enrollment"}', "missing workflow name"),
+        (b'{"event": "Enrollment", "workflow": "io.example.none"}', "workflow not registered"),
+        (b'{"event": "Enrollment", "workflow": 5}', "workflow must be a string"),
+        (b'{"event": "IdleNotStartedSince", "workflow": "%s"}' % INVENTORY.encode(), "event_context"),
+        (
+            b'{"event": "IdleNotStartedSince", "workflow": "%s", "event_context": "0"}' % INVENTORY.encode(),
+            "event_context",
+        ),
+        (
+            b'{"event": "IdleNotStartedSince", "workflow": "%s", "event_context": "soon"}'
+            % INVENTORY.encode(),
+            "event_context",
+        ),
+    ],
+)
+def test_bad_subscription_bodies_are_400_and_store_nothing(api: Api, body: bytes, error: str) -> None:
+    status, headers, reply = api.call("PUT", "/v1/event/bad", body=body)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert error in reply["error"]
+    assert api.call("GET", "/v1/event/bad")[0] == 404

@@ -31,6 +31,7 @@ from tests.fakes.mdm_server import FakeMDMServer
 
 @dataclass
 class Recorder:
+    started: list[StepStart] = field(default_factory=list)
     completed: list[StepResult] = field(default_factory=list)
     timed_out: list[StepResult] = field(default_factory=list)
     events: list[tuple[Event, str, MDMContext | None]] = field(default_factory=list)
@@ -62,6 +63,7 @@ class StepsWorkflow(Workflow):
         return StringContext()
 
     def start(self, step: StepStart) -> None:
+        self.rec.started.append(step)
         enqueueing = step.new_step_enqueueing(*self.make_commands(), context=f"ctx:{step.context}")
         enqueueing.timeout = self.step_timeout_at
         enqueueing.not_until = self.not_until
@@ -123,7 +125,12 @@ class Harness:
 
 @contextmanager
 def engine_harness(
-    table_name: str, *, step_timeout: int | None = None, micromdm: bool = False, scheduler: Any = None
+    table_name: str,
+    *,
+    step_timeout: int | None = None,
+    micromdm: bool = False,
+    scheduler: Any = None,
+    subscriptions: Any = None,
 ) -> Iterator[Harness]:
     bind_table(table_name)
     rec = Recorder()
@@ -136,6 +143,7 @@ def engine_harness(
             client,
             step_timeout=Settings().step_timeout if step_timeout is None else step_timeout,
             scheduler=scheduler,
+            subscriptions=subscriptions,
         )
         commands: list[Command] = [DeviceInformation(queries=["Model"])]
 
