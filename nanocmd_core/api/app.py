@@ -22,13 +22,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from nanocmd_core.config import Settings
-from nanocmd_core.engine.subscriptions import SubscriptionError, parse_subscription
 from nanocmd_core.engine.engine import (
     AlreadyStartedError,
     InvalidIDsError,
     NoSuchWorkflowError,
     StartError,
 )
+from nanocmd_core.engine.subscriptions import SubscriptionError, parse_subscription
 
 logger = Logger(child=True)
 
