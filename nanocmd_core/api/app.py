@@ -125,15 +125,20 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
             return error_response(400, str(exc))
         except StartError as exc:
             logger.warning("workflow start failed", extra={**log, "error": str(exc)})
-            if exc.send_failure:
-                return json_response(502, {"error": str(exc), "failed_ids": exc.failed_ids})
             return error_response(400 if exc.client_error else 500, str(exc))
         body: dict[str, Any] = {"instance_id": result.instance_id}
         if result.skipped_ids:
             body["skipped_ids"] = result.skipped_ids
         if result.failed_ids:
             body["failed_ids"] = result.failed_ids
+        if result.retrying_ids:
+            body["retrying_ids"] = result.retrying_ids
+        if result.errors:
             body["errors"] = result.errors
+        if result.retrying_ids and set(result.retrying_ids) == set(result.started_ids):
+            # started, but the MDM server took none of it yet: say so; the engine keeps retrying
+            body["error"] = "MDM server did not accept the commands; the engine retries the send"
+            return json_response(502, body)
         return json_response(200, body)
 
     @api.route("/v1/event/<name>", method=["GET", "HEAD"])

@@ -31,6 +31,7 @@ from nanocmd_core.storage.engine_store import (
     NewTarget,
     TargetCommand,
     TargetState,
+    TrackedCommand,
 )
 from nanocmd_core.workflow.context import ContextDecodeError, decode_context, encode_context
 from nanocmd_core.workflow.errors import WorkflowError
@@ -44,8 +45,9 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 LOCK_TTL = timedelta(days=30)
-MAX_DELAYED_SEND_ATTEMPTS = 8
-"""A delayed step the MDM server keeps refusing is retried with backoff (1, 2, 4 ... 60 min)."""
+SEND_RETRY_DELAYS = (60, 120, 300, 600, 1800, 3600, 3600, 3600)
+"""Seconds before each new attempt to send commands the MDM server refused; after the last one
+the engine gives up (logged as an error) and the step ends at its timeout."""
 """Safety net for a running lock whose instance vanished; timeouts and completions release it."""
 
 _CHUNK_NAMESPACE = uuid.UUID("6f1d0c1e-5b8e-4a3c-9a57-6a0f1f0c2d10")
@@ -55,7 +57,8 @@ class EngineStore(Protocol):
     """What the engine needs from storage (storage/engine_store.py implements it on DynamoDB)."""
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None: ...
-    def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None: ...
+    def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None: ...
+    def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None: ...
     def record_report(
         self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
     ) -> TargetState | None: ...
@@ -80,6 +83,7 @@ class EngineStore(Protocol):
     def claim_delayed(self, step_id: str, now: datetime) -> DelayedState | None: ...
     def live_target_ids(self, step_id: str, ids: Sequence[str]) -> set[str]: ...
     def mark_sent(self, step_id: str, ids: Sequence[str], now: datetime) -> None: ...
+    def mark_unsent(self, step_id: str, ids: Sequence[str]) -> None: ...
     def finish_delayed(self, step_id: str) -> None: ...
     def reschedule_delayed(
         self, step_id: str, pending: Sequence[str], send_at: int, attempts: int
@@ -114,28 +118,16 @@ class StartError(EngineError):
         message: str,
         *,
         failed_ids: Sequence[str] = (),
-        send_failure: bool = False,
         client_error: bool = False,
     ) -> None:
         super().__init__(message)
         self.failed_ids = list(failed_ids)
-        self.send_failure = send_failure
         self.client_error = client_error
         """The workflow rejected its input (context, ids): the caller's to fix."""
 
 
 class StepError(EngineError):
     """A step could not be converted or stored (nothing was sent)."""
-
-
-class SendError(EngineError):
-    """The MDM server did not accept a step's commands for some ids. Those ids' tracking was
-    rolled back, so nothing waits for commands that were never queued (GAP-7, GAP-9)."""
-
-    def __init__(self, message: str, failed_ids: Sequence[str], sent_ids: Sequence[str]) -> None:
-        super().__init__(message)
-        self.failed_ids = list(failed_ids)
-        self.sent_ids = list(sent_ids)
 
 
 @dataclass
@@ -156,7 +148,10 @@ class StartResult:
     skipped_ids: list[str] = field(default_factory=list)
     """Ids skipped because the exclusive workflow already runs there (ST-3)."""
     failed_ids: list[str] = field(default_factory=list)
-    """Ids whose start failed (workflow error or MDM server refusal); see ``errors``."""
+    """Ids whose start failed (the workflow raised); see ``errors``."""
+    retrying_ids: list[str] = field(default_factory=list)
+    """Started ids whose commands the MDM server did not accept yet: the engine retries the send
+    with backoff (the sweep), so they count as started; see ``errors``."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -173,7 +168,22 @@ def chunk_command_uuid(command_uuid: str, chunk: int) -> str:
     return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{command_uuid}/{chunk}"))
 
 
-_enqueued: ContextVar[set[tuple[str, str, str]] | None] = ContextVar("nanocmd_enqueued", default=None)
+@dataclass
+class _Scope:
+    """What the steps enqueued during one workflow call did."""
+
+    enqueued: set[tuple[str, str, str]] = field(default_factory=set)
+    """(workflow, instance, id) of every step enqueued: the instance still runs for those ids."""
+    send_failures: dict[str, str] = field(default_factory=dict)
+    """Ids whose commands the MDM server refused (retried later), with why."""
+
+
+_scope: ContextVar[_Scope | None] = ContextVar("nanocmd_scope", default=None)
+
+
+def retry_command_uuid(command_uuid: str, chunk: int, attempt: int) -> str:
+    """The UUID of the ``attempt``-th retry of a chunk's command (deterministic, like chunks)."""
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{command_uuid}/{chunk}/retry-{attempt}"))
 
 
 class Engine:
@@ -238,7 +248,6 @@ class Engine:
 
         result = StartResult(instance_id=instance_id, started_ids=[], skipped_ids=busy)
         groups = [ids] if self.mdm.supports_multi_target else [[i] for i in ids]  # ST-8
-        send_failures = False
         workflow_errors_only = True
         for group in groups:
             step = StepStart(
@@ -249,14 +258,9 @@ class Engine:
                 event=event,
             )
             started = list(group)
-            with self._tracking_enqueues() as enqueued:
+            with self._tracking_enqueues() as scope:
                 try:
                     workflow.start(step)
-                except SendError as exc:
-                    started = [i for i in group if i not in set(exc.failed_ids)]
-                    result.failed_ids += exc.failed_ids
-                    result.errors.append(str(exc))
-                    send_failures = True
                 except Exception as exc:
                     workflow_errors_only = workflow_errors_only and isinstance(exc, WorkflowError)
                     logger.warning(
@@ -269,22 +273,25 @@ class Engine:
                         },
                     )
                     # ids the workflow did enqueue for before failing have live steps: they run
-                    started = [i for i in group if (name, instance_id, i) in enqueued]
+                    started = [i for i in group if (name, instance_id, i) in scope.enqueued]
                     result.failed_ids += [i for i in group if i not in set(started)]
                     result.errors.append(f"starting workflow: {exc}")
             if config.exclusive:
                 for i in group:
-                    if i not in started or (name, instance_id, i) not in enqueued:
+                    if i not in started or (name, instance_id, i) not in scope.enqueued:
                         self.store.release_lock(name, i, instance_id)
             if started:
                 self.store.record_started(name, started, now)  # ST-9.4, ST-11
                 result.started_ids += started
+            retrying = [i for i in started if i in scope.send_failures]
+            if retrying:
+                result.retrying_ids += retrying
+                result.errors += list(dict.fromkeys(scope.send_failures[i] for i in retrying))
         if not result.started_ids and result.failed_ids:
             raise StartError(
                 "; ".join(dict.fromkeys(result.errors)),
                 failed_ids=result.failed_ids,
-                send_failure=send_failures,
-                client_error=workflow_errors_only and not send_failures,
+                client_error=workflow_errors_only,
             )
         logger.info(
             "workflow started",
@@ -294,26 +301,27 @@ class Engine:
                 "started": len(result.started_ids),
                 "skipped": len(busy),
                 "failed": len(result.failed_ids),
+                "retrying": len(result.retrying_ids),
             },
         )
         return result
 
     @contextmanager
-    def _tracking_enqueues(self) -> Iterator[set[tuple[str, str, str]]]:
-        """Collect the (workflow, instance, id) of steps enqueued inside a workflow call, to
-        know whether the instance still runs for an id when the call returns (GAP-3)."""
-        seen: set[tuple[str, str, str]] = set()
-        token = _enqueued.set(seen)
+    def _tracking_enqueues(self) -> Iterator[_Scope]:
+        """Collect the steps enqueued inside a workflow call, to know whether the instance still
+        runs for an id when the call returns (GAP-3), and which sends the MDM server refused."""
+        scope = _Scope()
+        token = _scope.set(scope)
         try:
-            yield seen
+            yield scope
         finally:
-            _enqueued.reset(token)
+            _scope.reset(token)
 
     # --- enqueue (§2.3) --------------------------------------------------------------------
 
     def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
         """Store the step for every id, then send each command to the MDM server. Ids the MDM
-        server refused are rolled back and reported with ``SendError``."""
+        server refused stay tracked and are sent again by the sweep, with backoff (GAP-7..10)."""
         if not workflow_name:
             raise StepError("converting workflow step: missing workflow name")
         if not step.instance_id:
@@ -386,46 +394,62 @@ class Engine:
             ]
             failed = self._send_chunks(chunks, commands, log)
 
-        scope = _enqueued.get()
-        sent_ids = [i for i in ids if i not in failed]
+        if failed:  # keep the step; the sweep sends it again (design.md §3.4)
+            self._retry_later(step_id, workflow_name, step, ids, max_ids, failed, now)
+        scope = _scope.get()
         if scope is not None:
-            scope.update((workflow_name, step.instance_id, i) for i in sent_ids)
-        if failed:
-            for target in targets:
-                if target.enrollment_id in failed:
-                    self.store.delete_target(target.state())
-            first = next(iter(failed.values()))
-            raise SendError(
-                f"enqueueing step: MDM server refused {len(failed)} of {len(ids)} ids: {first}",
-                failed_ids=list(failed),
-                sent_ids=sent_ids,
-            )
+            scope.enqueued.update((workflow_name, step.instance_id, i) for i in ids)
+            scope.send_failures.update(failed)
 
     def _send_chunks(
-        self, chunks: Sequence[Sequence[str]], commands: Sequence[DelayedCommandData], log: dict[str, Any]
+        self,
+        chunks: Sequence[Sequence[str]],
+        commands: Sequence[DelayedCommandData],
+        log: dict[str, Any],
+        step_id: str = "",
+        attempt: int = 0,
     ) -> dict[str, str]:
         """Send every command to every chunk of ids (chunk k under its chunk-k UUIDs); returns the
-        ids the MDM server refused, with why. Each request carries its own body (GAP-10)."""
+        ids the MDM server refused, with why. Each request carries its own body (GAP-10). A retry
+        (``attempt`` > 0) sends under new alias UUIDs: NanoMDM refuses a UUID it already holds."""
+        if attempt:
+            self.store.add_aliases(
+                step_id,
+                [
+                    (
+                        i,
+                        retry_command_uuid(c.logical, k, attempt),
+                        chunk_command_uuid(c.logical, k),
+                        c.request_type,
+                    )
+                    for k, chunk in enumerate(chunks)
+                    for i in chunk
+                    for c in commands
+                ],
+            )
         failed: dict[str, str] = {}
         for k, chunk in enumerate(chunks):
             if not chunk:
                 continue
             for command in commands:
-                sent_uuid = chunk_command_uuid(command.logical, k)
-                plist = (
-                    command.plist
-                    if k == 0
-                    else RawCommand.from_plist(command.plist).with_uuid(sent_uuid).to_plist()
+                sent_uuid = (
+                    retry_command_uuid(command.logical, k, attempt)
+                    if attempt
+                    else chunk_command_uuid(command.logical, k)
                 )
+                plist = command.plist
+                if sent_uuid != command.logical:
+                    plist = RawCommand.from_plist(command.plist).with_uuid(sent_uuid).to_plist()
                 reply = self.mdm.enqueue(list(chunk), plist)
-                # "already exists" answers a retry whose first attempt was queued but whose reply
-                # was lost: the UUID is fresh for this step, so the server holds our command.
+                # "already exists" answers a retried request whose first try was queued but whose
+                # reply was lost: this UUID is fresh for these ids, so the server holds our command.
                 if reply.ok or getattr(reply, "already_exists", False):
                     continue
                 refused = reply.failed_ids or list(chunk)
+                answer = f"HTTP {reply.status}: {reply.detail}" if reply.status else reply.detail
                 for enrollment_id in refused:
                     failed.setdefault(
-                        enrollment_id, f"command {sent_uuid} ({command.request_type}): {reply.detail}"
+                        enrollment_id, f"command {sent_uuid} ({command.request_type}): {answer}"
                     )
                 logger.error(
                     "MDM server refused command",
@@ -471,16 +495,62 @@ class Engine:
             for target in targets:
                 self.store.delete_target(target.state())
             raise
+        self._schedule(step_id, not_until, workflow_name, step.instance_id)
+
+    def _retry_later(
+        self,
+        step_id: str,
+        workflow_name: str,
+        step: StepEnqueueing,
+        ids: list[str],
+        chunk_size: int,
+        failed: dict[str, str],
+        now: datetime,
+    ) -> None:
+        """Turn the refused part of a send into a delayed step due after a backoff: the same
+        claim-and-send path (one-time schedule or sweep) retries it, and it is logged each time."""
+        retry_at = now + timedelta(seconds=SEND_RETRY_DELAYS[0])
+        self.store.mark_unsent(step_id, list(failed))
+        self.store.put_delayed(
+            DelayedState(
+                step_id=step_id,
+                workflow=workflow_name,
+                instance_id=step.instance_id,
+                step_name=step.name,
+                ids=ids,
+                pending=list(failed),
+                chunk_size=chunk_size,
+                commands=[
+                    DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands
+                ],
+                send_at=int(retry_at.timestamp()),
+                attempts=1,
+            ),
+            int(retry_at.timestamp()) + 7 * 86_400,
+        )
+        logger.error(
+            "MDM server did not accept the step; the engine retries the send",
+            extra={
+                "workflow": workflow_name,
+                "instance_id": step.instance_id,
+                "step_name": step.name,
+                "enrollment_ids": list(failed),
+                "retry_at": retry_at.isoformat(),
+            },
+        )
+        self._schedule(step_id, retry_at, workflow_name, step.instance_id)
+
+    def _schedule(self, step_id: str, at: datetime, workflow_name: str, instance_id: str) -> None:
         if self.scheduler is None:
             return  # the sweep sends it (WK-4)
         try:
-            self.scheduler.schedule_step(step_id, not_until)
+            self.scheduler.schedule_step(step_id, at)
         except Exception as exc:  # the sweep's safety net still sends it, a sweep interval late
             logger.warning(
                 "could not create the one-time schedule of a delayed step",
                 extra={
                     "workflow": workflow_name,
-                    "instance_id": step.instance_id,
+                    "instance_id": instance_id,
                     "step_id": step_id,
                     "error": str(exc),
                 },
@@ -507,7 +577,7 @@ class Engine:
             [i for i in state.ids[k : k + size] if i in pending and i in live]
             for k in range(0, len(state.ids), size)
         ]
-        failed = self._send_chunks(chunks, state.commands, log)
+        failed = self._send_chunks(chunks, state.commands, log, step_id, state.attempts)
         sent = [i for chunk in chunks for i in chunk if i not in failed]
         if sent:
             self.store.mark_sent(step_id, sent, now)
@@ -516,19 +586,25 @@ class Engine:
             logger.info("delayed step sent", extra={**log, "sent": len(sent)})
             return len(sent)
         attempts = state.attempts + 1
-        if attempts >= MAX_DELAYED_SEND_ATTEMPTS:
+        if attempts > len(SEND_RETRY_DELAYS):
             logger.error(
-                "giving up sending a delayed step; its ids will time out",
+                "giving up sending a step the MDM server keeps refusing; its ids will time out",
                 extra={**log, "enrollment_ids": list(failed), "attempts": attempts},
             )
             self.store.finish_delayed(step_id)
         else:
-            retry_at = int(now.timestamp()) + min(3600, 60 * 2 ** (attempts - 1))
+            retry_at = now + timedelta(seconds=SEND_RETRY_DELAYS[attempts - 1])
             logger.error(
-                "delayed step not accepted by the MDM server; retrying later",
-                extra={**log, "enrollment_ids": list(failed), "attempts": attempts, "retry_at": retry_at},
+                "MDM server did not accept the step; the engine retries the send",
+                extra={
+                    **log,
+                    "enrollment_ids": list(failed),
+                    "attempts": attempts,
+                    "retry_at": retry_at.isoformat(),
+                },
             )
-            self.store.reschedule_delayed(step_id, list(failed), retry_at, attempts)
+            self.store.reschedule_delayed(step_id, list(failed), int(retry_at.timestamp()), attempts)
+            self._schedule(step_id, retry_at, state.workflow, state.instance_id)
         return len(sent)
 
     def _timeout_for(self, workflow: Workflow | None, step: StepEnqueueing, now: datetime) -> datetime | None:
@@ -554,7 +630,7 @@ class Engine:
                 extra={"enrollment_id": enrollment_id, "command_uuid": command_uuid},
             )
             return
-        step_id, request_type = tracked
+        step_id, request_type, canonical = tracked
         response = parse_response(request_type, raw_report)  # CR-3
         if response.command_uuid and response.command_uuid != command_uuid:  # GAP-24
             logger.warning(
@@ -569,11 +645,11 @@ class Engine:
         self._dispatch_all_command_response(request_type, response, enrollment_id, mdm_context)  # CR-5
 
         state = self.store.record_report(
-            enrollment_id, step_id, command_uuid, raw_report, response.completed, self.clock()
+            enrollment_id, step_id, canonical, raw_report, response.completed, self.clock()
         )  # CR-4, CR-6, CR-7
         if state is None:
             return  # CR-8
-        self._deliver_completion(state, command_uuid, response, mdm_context)
+        self._deliver_completion(state, canonical, response, mdm_context)
 
     def _deliver_completion(
         self, state: TargetState, command_uuid: str, current: CommandResponse, mdm_context: MDMContext | None
@@ -596,7 +672,7 @@ class Engine:
             logger.error("cannot build step result; step dropped", extra={**log, "error": str(exc)})
             self._finish(workflow, state, set())
             return
-        with self._tracking_enqueues() as enqueued:
+        with self._tracking_enqueues() as scope:
             try:
                 workflow.step_completed(result)  # CR-12
             except WorkflowError as exc:
@@ -607,7 +683,7 @@ class Engine:
                 # unexpected failure: keep the result so the queue's retry delivers it again (GAP-6)
                 self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
                 raise
-        self._finish(workflow, state, enqueued)
+        self._finish(workflow, state, scope.enqueued)
         logger.info("step completed", extra=log)
 
     def _finish(self, workflow: Workflow, state: TargetState, enqueued: set[tuple[str, str, str]]) -> None:
@@ -743,7 +819,7 @@ class Engine:
             logger.error("cannot build timed-out step result; step dropped", extra={**log, "error": str(exc)})
             self._finish(workflow, state, set())
             return 1
-        with self._tracking_enqueues() as enqueued:
+        with self._tracking_enqueues() as scope:
             try:
                 workflow.step_timeout(result)
             except WorkflowError as exc:  # WK-8 (TimeoutNotUsed included)
@@ -753,7 +829,7 @@ class Engine:
             except Exception:
                 logger.exception("workflow step timeout handler failed; a later sweep retries", extra=log)
                 return 0
-        self._finish(workflow, state, enqueued)
+        self._finish(workflow, state, scope.enqueued)
         logger.info("step timed out", extra=log)
         return 1
 
@@ -762,7 +838,7 @@ class Engine:
         if workflow is None:
             raise EngineError(f"workflow not registered: {state.workflow}")
         result = self._step_result(workflow, state, {}, None)
-        with self._tracking_enqueues() as enqueued:
+        with self._tracking_enqueues() as scope:
             try:
                 workflow.step_completed(result)
             except WorkflowError as exc:
@@ -774,7 +850,7 @@ class Engine:
                         "error": str(exc),
                     },
                 )
-        self._finish(workflow, state, enqueued)
+        self._finish(workflow, state, scope.enqueued)
 
     # --- check-ins and idle (§2.5, §2.6) ---------------------------------------------------
 

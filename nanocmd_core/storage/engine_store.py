@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.condition import size
@@ -90,6 +90,14 @@ class NewTarget:
         )
 
 
+class TrackedCommand(NamedTuple):
+    step_id: str
+    request_type: str
+    canonical: str
+    """The UUID the step target tracks the command by (the sent UUID, or the one a retry's
+    alias stands for)."""
+
+
 @dataclass
 class DelayedCommandData:
     logical: str
@@ -124,6 +132,7 @@ class TargetState:
     commands: list[TargetCommand]
     results: dict[str, bytes] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    aliases: set[str] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -147,6 +156,7 @@ def _target_state(item: StepTarget) -> TargetState:
         commands=[TargetCommand(c.uuid, c.logical, c.request_type) for c in item.commands or []],
         results={k: bytes(v) for k, v in results.items()},
         done=set(item.done or ()),
+        aliases=set(item.aliases or ()),
     )
 
 
@@ -235,8 +245,8 @@ class DynamoEngineStore:
             ]
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
 
-    def lookup_command(self, enrollment_id: str, command_uuid: str) -> tuple[str, str] | None:
-        """SC-1: (step id, request type) of a tracked pair, or None."""
+    def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None:
+        """SC-1: the step and request type of a tracked (id, UUID) pair, or None."""
         if not enrollment_id or not command_uuid:
             return None
         try:
@@ -245,7 +255,32 @@ class DynamoEngineStore:
             )
         except CommandRecord.DoesNotExist:
             return None
-        return rec.step_id, rec.request_type
+        return TrackedCommand(rec.step_id, rec.request_type, rec.canonical or command_uuid)
+
+    def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None:
+        """Track (id, alias UUID) as (id, canonical UUID) of the step: a retried send must use a
+        new UUID, because NanoMDM refuses a UUID it already holds (from the ids it did accept)."""
+
+        def add(entry: tuple[str, str, str, str]) -> None:
+            enrollment_id, alias, canonical, request_type = entry
+            pk = enrollment_pk(enrollment_id)
+            record = CommandRecord(
+                pk, COMMAND + alias, step_id=step_id, request_type=request_type, canonical=canonical
+            )
+            try:
+                record.save(condition=CommandRecord.pk.does_not_exist())
+            except PutError as exc:
+                if not _is_conditional_failure(exc):  # already there from an interrupted attempt
+                    raise
+            try:
+                StepTarget(pk, STEP + step_id).update(
+                    actions=[StepTarget.aliases.add({alias})], condition=StepTarget.pk.exists()
+                )
+            except UpdateError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+
+        self._fan_out(add, list(aliases))
 
     def record_report(
         self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
@@ -291,7 +326,10 @@ class DynamoEngineStore:
     def delete_target(self, state: TargetState) -> None:
         pk = enrollment_pk(state.enrollment_id)
         items: list[Model] = [StepTarget(pk, STEP + state.step_id)]
-        items += [CommandRecord(pk, COMMAND + c.uuid) for c in state.commands]
+        items += [
+            CommandRecord(pk, COMMAND + uuid)
+            for uuid in [c.uuid for c in state.commands] + sorted(state.aliases)
+        ]
         self._delete_items(items)
 
     # --- timeouts (the sweeper) -------------------------------------------------------------
@@ -442,6 +480,26 @@ class DynamoEngineStore:
                     raise
 
         self._fan_out(mark, list(ids))
+
+    def mark_unsent(self, step_id: str, ids: Sequence[str]) -> None:
+        """Take targets whose send failed off the re-push clock until they are sent."""
+
+        def unmark(enrollment_id: str) -> None:
+            target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+            try:
+                target.update(
+                    actions=[
+                        StepTarget.last_push.remove(),
+                        StepTarget.gsi2pk.remove(),
+                        StepTarget.gsi2sk.remove(),
+                    ],
+                    condition=StepTarget.pk.exists(),
+                )
+            except UpdateError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+
+        self._fan_out(unmark, list(ids))
 
     def finish_delayed(self, step_id: str) -> None:
         DelayedStep(DELAYED + step_id, _DELAYED_SK).delete()

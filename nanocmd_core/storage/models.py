@@ -72,6 +72,8 @@ class CommandRecord(_Item):
     Meta = _Meta
     step_id = UnicodeAttribute()
     request_type = UnicodeAttribute()
+    canonical = UnicodeAttribute(null=True)
+    """For a retried send's alias UUID: the UUID the step target knows the command by."""
 
 
 class DueIndex(GlobalSecondaryIndex["StepTarget"]):  # type: ignore[no-untyped-call]
@@ -118,6 +120,8 @@ class StepTarget(_Item):
     done = UnicodeSetAttribute(null=True)
     """Sent command UUIDs with a final report; the step completes when it holds them all."""
     n_commands = NumberAttribute(null=True)
+    aliases = UnicodeSetAttribute(null=True)
+    """Command UUIDs of retried sends (see CommandRecord.canonical), deleted with the target."""
     created_at = NumberAttribute()
     timeout_at = NumberAttribute(null=True)
     last_push = NumberAttribute(null=True)

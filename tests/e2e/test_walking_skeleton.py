@@ -196,9 +196,11 @@ def test_mdm_server_answering_500(local_stack: Any, fake_mdm: FakeMDMServer) -> 
     fake_mdm.fail_always(500)
     status, body = start(local_stack, INVENTORY, "FAILING-DEVICE")
     assert status == 502
-    assert "MDM server refused" in body["error"] and body["failed_ids"] == ["FAILING-DEVICE"]
+    assert body["retrying_ids"] == ["FAILING-DEVICE"] and "retries" in body["error"]
+    assert fake_mdm.enqueued() and all(r.status == 500 for r in fake_mdm.enqueued())
     fake_mdm.heal()
-    assert start(local_stack, INVENTORY, "FAILING-DEVICE")[0] == 200
+    # the step is kept for the engine's retry, so the exclusive workflow is still running
+    assert start(local_stack, INVENTORY, "FAILING-DEVICE")[0] == 409
 
 
 def test_webhook_and_api_errors_over_http(local_stack: Any) -> None:

@@ -171,13 +171,15 @@ def test_start_error_codes(api: Api) -> None:
     assert api.call("POST", f"/v1/workflow/{INVENTORY}/start", {"id": [""]})[0] == 400
 
 
-def test_mdm_server_failure_is_502_and_nothing_stays_busy(api: Api) -> None:
+def test_mdm_server_failure_is_502_and_the_engine_retries(api: Api) -> None:
+    """design.md §3.4: the admin sees the refusal and that the engine keeps the step and retries."""
     api.mdm.fail_always(500)
     status, _, body = api.call("POST", f"/v1/workflow/{INVENTORY}/start", {"id": ["A"]})
     assert status == 502
-    assert "MDM server refused" in body["error"] and body["failed_ids"] == ["A"]
+    assert body["retrying_ids"] == ["A"] and body["instance_id"]
+    assert "retries" in body["error"] and any("500" in e for e in body["errors"])
     api.mdm.heal()
-    assert api.call("POST", f"/v1/workflow/{INVENTORY}/start", {"id": ["A"]})[0] == 200
+    assert api.call("POST", f"/v1/workflow/{INVENTORY}/start", {"id": ["A"]})[0] == 409
 
 
 def test_inventory_needs_ids(api: Api) -> None:

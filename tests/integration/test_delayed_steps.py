@@ -152,7 +152,7 @@ def test_a_refused_delayed_send_is_retried_with_backoff(
     harness.mdm.fail_always(500)
     t = now() + timedelta(minutes=2)
     assert harness.engine.sweep(t).sent == 0
-    assert "delayed step not accepted by the MDM server" in caplog.text
+    assert "MDM server did not accept the step; the engine retries the send" in caplog.text
     harness.mdm.heal()
     assert harness.engine.sweep(t + timedelta(seconds=30)).sent == 0  # backoff not over
     assert harness.engine.sweep(t + timedelta(minutes=2)).sent == 1

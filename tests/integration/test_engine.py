@@ -8,6 +8,7 @@ from __future__ import annotations
 import plistlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -273,14 +274,60 @@ def test_more_than_thirty_ids_are_chunked_with_a_uuid_per_chunk(harness: Harness
     assert done.id == late and done.command_results[0].command_uuid == logical
 
 
-def test_mdm_server_refusal_is_an_error_and_leaves_nothing_tracked(harness: Harness) -> None:
-    """GAP-7, GAP-9: a 500 is an error the caller sees; the id is free for a retry."""
+def test_mdm_server_refusal_is_reported_and_retried_by_the_sweep(harness: Harness) -> None:
+    """GAP-7..10, design.md §3.4: the caller sees the refusal; the step stays tracked (the id is
+    busy) and the sweep sends it again after a backoff; then it completes normally."""
     harness.mdm.fail_always(500)
-    with pytest.raises(StartError, match="MDM server refused") as info:
+    result = harness.engine.start_workflow(StepsWorkflow.name, [DEVICE])
+    assert result.started_ids == [DEVICE] and result.retrying_ids == [DEVICE]
+    assert "DeviceInformation" in result.errors[0] and "500" in result.errors[0]
+    with pytest.raises(AlreadyStartedError):
         harness.engine.start_workflow(StepsWorkflow.name, [DEVICE])
-    assert info.value.send_failure and info.value.failed_ids == [DEVICE]
+    refused = {r.command_uuid for r in harness.mdm.enqueued()}
     harness.mdm.heal()
-    assert harness.engine.start_workflow(StepsWorkflow.name, [DEVICE]).started_ids == [DEVICE]
+    assert harness.engine.sweep(datetime.now(UTC) + timedelta(seconds=30)).sent == 0  # backoff
+    assert harness.engine.sweep(datetime.now(UTC) + timedelta(seconds=90)).sent == 1
+    [accepted] = [r for r in harness.mdm.enqueued() if r.status == 200]
+    # the same command under a new UUID: NanoMDM refuses a UUID it already holds
+    assert accepted.request_type == "DeviceInformation" and accepted.command_uuid not in refused
+    uuid = harness.uuids(DEVICE)[-1]
+    harness.engine.handle_command_report(DEVICE, uuid, report(uuid, DEVICE))
+    assert [r.id for r in harness.rec.completed] == [DEVICE]
+
+
+def test_a_refused_id_among_others_is_retried_alone(harness: Harness) -> None:
+    harness.mdm.fail_command_for("B")
+    result = harness.engine.start_workflow(MultiWorkflow.name, ["A", "B", "C"])
+    assert result.started_ids == ["A", "B", "C"] and result.retrying_ids == ["B"]
+    harness.mdm.heal()
+    harness.engine.sweep(datetime.now(UTC) + timedelta(seconds=90))
+    retry = harness.mdm.enqueued()[-1]
+    assert retry.status == 200 and retry.ids == ["B"]
+    first = harness.mdm.enqueued()[0]
+    assert retry.command_uuid != first.command_uuid  # NanoMDM already holds the first UUID (from A, C)
+    for device in ("A", "B", "C"):
+        uuid = harness.uuids(device)[-1]
+        harness.engine.handle_command_report(device, uuid, report(uuid, device))
+    assert sorted(r.id for r in harness.rec.completed) == ["A", "B", "C"]
+    assert all(r.command_results[0].command_uuid == first.command_uuid for r in harness.rec.completed)
+    for device in ("A", "B", "C"):  # nothing left behind, aliases included
+        assert all(harness.engine.store.lookup_command(device, u) is None for u in harness.uuids(device))
+
+
+def test_a_next_step_the_mdm_server_refuses_is_retried_not_redelivered(harness: Harness) -> None:
+    """The workflow enqueued its next step from StepCompleted: a refused send does not make the
+    completion fail (which would deliver it again); the engine retries the send."""
+    harness.engine.start_workflow(StepsWorkflow.name, [DEVICE])
+    uuid = harness.uuids(DEVICE)[0]
+    harness.mdm.fail_always(500)
+    harness.engine.handle_command_report(DEVICE, uuid, report(uuid, DEVICE))
+    assert len(harness.rec.completed) == 1
+    harness.mdm.heal()
+    harness.engine.sweep(datetime.now(UTC) + timedelta(seconds=90))
+    assert [c["Command"]["RequestType"] for c in harness.sent(DEVICE)] == [
+        "DeviceInformation",
+        "SecurityInfo",
+    ]
 
 
 def test_failed_delivery_is_redelivered_on_retry(harness: Harness) -> None:

@@ -139,7 +139,9 @@ def test_a_completion_whose_delivery_died_is_delivered_by_the_sweep(harness: Har
     """GAP-6: the final report was recorded, then the process died before StepCompleted ran."""
     harness.engine.start_workflow(StepsWorkflow.name, ["A"])
     uuid = harness.uuids("A")[0]
-    [(step_id, _)] = [harness.engine.store.lookup_command("A", uuid)]  # type: ignore[list-item]
+    tracked = harness.engine.store.lookup_command("A", uuid)
+    assert tracked is not None
+    step_id = tracked.step_id
     state = harness.engine.store.record_report("A", step_id, uuid, report(uuid, "A"), True, now())
     assert state is not None  # completion won, and then nothing delivered it
     assert harness.engine.sweep(now() + LATER).redelivered == 1
