@@ -22,7 +22,7 @@ from nanocmd_core.aws.scheduler import StepScheduler
 from nanocmd_core.engine.registry import WorkflowRegistry
 from nanocmd_core.engine.subscriptions import CachedSubscriptions, EventSubscription
 from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
-from nanocmd_core.mdm.commands import RawCommand
+from nanocmd_core.mdm.commands import Command, RawCommand
 from nanocmd_core.mdm.responses import CommandResponse, parse_response
 from nanocmd_core.storage.engine_store import (
     DelayedCommandData,
@@ -72,6 +72,7 @@ class EngineStore(Protocol):
     def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None: ...
     def last_started(self, enrollment_id: str, workflow: str) -> datetime | None: ...
     def cancel_all(self, enrollment_id: str) -> int: ...
+    def cancel_steps(self, enrollment_id: str, workflow: str = "", *, clear_started: bool = False) -> int: ...
     def due_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]: ...
     def claim_timeout(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None: ...
     def claim_stuck_completion(
@@ -322,6 +323,8 @@ class Engine:
     def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
         """Store the step for every id, then send each command to the MDM server. Ids the MDM
         server refused stay tracked and are sent again by the sweep, with backoff (GAP-7..10)."""
+        if step is None:
+            raise StepError("converting workflow step: missing step")
         if not workflow_name:
             raise StepError("converting workflow step: missing workflow name")
         if not step.instance_id:
@@ -337,6 +340,8 @@ class Engine:
         for command in step.commands:
             if command is None:
                 raise StepError("converting workflow step: invalid command (nil)")
+            if not isinstance(command, Command | RawCommand):
+                raise StepError("converting workflow step: invalid command type")
             if not command.command_uuid:
                 raise StepError("converting workflow step: empty command uuid")
             if not getattr(command, "request_type", ""):

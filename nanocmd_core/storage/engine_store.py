@@ -32,6 +32,7 @@ from nanocmd_core.storage.models import (
     STEP,
     CommandRecord,
     DelayedCommand,
+    PartitionEntry,
     DelayedStep,
     StepCommand,
     StepTarget,
@@ -606,14 +607,35 @@ class DynamoEngineStore:
 
     def cancel_all(self, enrollment_id: str) -> int:
         """CI-1 with GAP-4 fixed: drop every step, command record, lock and start record of
-        this id, in every workflow; other ids are untouched. Returns the items deleted."""
+        this id, in every workflow; other ids are untouched. One Query of the id's partition and
+        batched deletes. Returns the items deleted."""
+        return self.cancel_steps(enrollment_id, "", clear_started=True)
+
+    def cancel_steps(self, enrollment_id: str, workflow: str = "", *, clear_started: bool = False) -> int:
+        """SC-5: remove this id from every step of ``workflow`` (every workflow when empty),
+        delayed steps included, and release that workflow's lock; SC-8 with ``clear_started``.
+        Steps of other workflows and other ids' records stay (GAP-4, CT-21, CT-22)."""
         pk = enrollment_pk(enrollment_id)
-        prefixes = (COMMAND, STEP, LOCK, START)
-        doomed: list[Model] = [
-            CommandRecord(pk, item.sk)
-            for item in CommandRecord.query(pk, attributes_to_get=["pk", "sk"], consistent_read=True)
-            if item.sk.startswith(prefixes)
-        ]
+        items = list(
+            PartitionEntry.query(
+                pk, attributes_to_get=["pk", "sk", "step_id", "workflow"], consistent_read=True
+            )
+        )
+        steps = {
+            i.sk.removeprefix(STEP)
+            for i in items
+            if i.sk.startswith(STEP) and (not workflow or i.workflow == workflow)
+        }
+        doomed: list[Model] = []
+        for item in items:
+            sk = item.sk
+            if (
+                (sk.startswith(STEP) and sk.removeprefix(STEP) in steps)
+                or (sk.startswith(COMMAND) and item.step_id in steps)
+                or (sk.startswith(LOCK) and (not workflow or sk == LOCK + workflow))
+                or (clear_started and sk.startswith(START))
+            ):
+                doomed.append(CommandRecord(pk, sk))
         self._delete_items(doomed)
         return len(doomed)
 

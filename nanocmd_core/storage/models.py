@@ -177,6 +177,14 @@ class DelayedStep(_Item):
     gsi1 = DelayedDueIndex()
 
 
+class PartitionEntry(_Item):
+    """Any item of an enrollment's partition, read with just what a cancel needs."""
+
+    Meta = _Meta
+    step_id = UnicodeAttribute(null=True)
+    workflow = UnicodeAttribute(null=True)
+
+
 class WorkflowLock(_Item):
     """Held while an exclusive workflow runs for an id (GAP-1, GAP-3); TTL is a safety net."""
 

@@ -6,6 +6,7 @@ Rule ids (ST-n, EQ-n, CR-n, CT-n, GAP-n) are those of the spec's engine.md.
 from __future__ import annotations
 
 import plistlib
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -164,19 +165,58 @@ def test_multiple_simultaneous_workflows_are_not_locked(harness: Harness) -> Non
     assert len(harness.sent(DEVICE)) == 2
 
 
-def test_concurrent_exclusive_starts_yield_one_instance(harness: Harness) -> None:
-    """GAP-1, CT-27: many racing starts for one id, exactly one wins."""
+def test_fifty_concurrent_exclusive_starts_yield_one_instance(harness: Harness) -> None:
+    """ST-2..4 with GAP-1 fixed, design.md §3.1, CT-27: 50 racing starts for one id (threads, real
+    DynamoDB Local), exactly one running instance."""
+    barrier = threading.Barrier(50)
 
     def start(_: int) -> str | None:
+        barrier.wait()
         try:
             return harness.engine.start_workflow(StepsWorkflow.name, [DEVICE]).instance_id
         except AlreadyStartedError:
             return None
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        winners = [i for i in pool.map(start, range(16)) if i]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        winners = [i for i in pool.map(start, range(50)) if i]
     assert len(winners) == 1
     assert len(harness.sent(DEVICE)) == 1
+    assert [s.instance_id for s in harness.rec.started] == winners
+
+
+def test_starts_racing_a_completing_step_never_overlap(harness: Harness) -> None:
+    """design.md §3.1: the lock is held until the instance has no step left, so starts racing
+    the last report of the running instance either fail or begin after it ended: never two."""
+    harness.steps.follow_up = False
+    for round_ in range(3):
+        device = f"RACE-START-{round_}"
+        first = harness.engine.start_workflow(StepsWorkflow.name, [device]).instance_id
+        uuid = harness.uuids(device)[0]
+        barrier = threading.Barrier(11)
+
+        def finish(device: str = device, uuid: str = uuid, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            harness.engine.handle_command_report(device, uuid, report(uuid, device))
+
+        def start(device: str = device, barrier: threading.Barrier = barrier) -> str | None:
+            barrier.wait()
+            try:
+                return harness.engine.start_workflow(StepsWorkflow.name, [device]).instance_id
+            except AlreadyStartedError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=11) as pool:
+            done = pool.submit(finish)
+            starts = [pool.submit(start) for _ in range(10)]
+            done.result()
+            winners = [i for f in starts if (i := f.result())]
+        assert len(winners) <= 1
+        assert harness.engine.store.outstanding(StepsWorkflow.name, [device], datetime.now(UTC)) == (
+            [device] if winners else []
+        )
+        instances = [s.instance_id for s in harness.rec.started if s.ids == [device]]
+        assert instances == [first, *winners]
+        assert len(harness.sent(device)) == 1 + len(winners)
 
 
 def test_concurrent_final_reports_deliver_once(harness: Harness) -> None:
