@@ -566,7 +566,7 @@ class Engine:
         cancelled some). Claimed first, so the schedule and a sweep never both send. Ids the MDM
         server refuses are retried with backoff; returns how many ids were sent to."""
         now = now or self.clock()
-        state = self.store.claim_delayed(step_id, now)
+        state = self.store.claim_delayed(step_id, self.clock())  # leases run on the real clock
         if state is None:
             return 0
         log = {
@@ -749,13 +749,13 @@ class Engine:
                 logger.exception("sending a delayed step failed", extra={"step_id": step_id})
                 report.failed += 1
         for enrollment_id, step_id in self.store.due_timeouts(now):
-            state = self.store.claim_timeout(enrollment_id, step_id, now)
+            state = self.store.claim_timeout(enrollment_id, step_id, self.clock())
             if state is not None:
                 outcome = self._deliver_timeout(state)
                 report.timed_out += outcome
                 report.failed += 1 - outcome
                 continue
-            state = self.store.claim_stuck_completion(enrollment_id, step_id, now)
+            state = self.store.claim_stuck_completion(enrollment_id, step_id, self.clock())
             if state is not None:
                 try:
                     self._deliver_claimed_completion(state)

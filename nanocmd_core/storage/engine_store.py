@@ -32,8 +32,8 @@ from nanocmd_core.storage.models import (
     STEP,
     CommandRecord,
     DelayedCommand,
-    PartitionEntry,
     DelayedStep,
+    PartitionEntry,
     StepCommand,
     StepTarget,
     WorkflowLock,
@@ -49,8 +49,10 @@ PUSH_INDEX_SHARDS = 8
 PUSH_PREFIX = "PUSH#"
 SEND_PREFIX = "SEND#"
 _DELAYED_SK = "DELAY"
-DELIVERY_LEASE = 300
-"""Seconds a claim on a step (completion or timeout delivery) is held before a sweep may retry it."""
+DELIVERY_LEASE = 900
+"""Seconds a claim on a step (completion, timeout or send) is held before another worker may take
+it over: the longest a Lambda invocation can run, so a live claimant is never overtaken. Claims
+compare leases with the real clock (the caller's), not with the time a sweep looks due at."""
 
 
 class DuplicateCommandError(ValueError):
