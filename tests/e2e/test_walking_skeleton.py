@@ -225,3 +225,33 @@ def test_check_out_frees_the_enrollment(local_stack: Any, fake_mdm: FakeMDMServe
     assert start(local_stack, DEVINFOLOG, udid)[0] == 409
     assert webhook(local_stack, checkin_webhook("CheckOut", udid)) == 200
     assert eventually(lambda: start(local_stack, DEVINFOLOG, udid)[0] == 200)
+
+
+def test_a_delayed_step_goes_out_through_its_one_time_schedule(
+    local_stack: Any, fake_mdm: FakeMDMServer
+) -> None:
+    """design.md §1, §5: the engine creates an EventBridge Scheduler one-time schedule; the local
+    stack fires it into the events queue; the events function sends the step, once."""
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from nanocmd_core.mdm.commands import SecurityInfo
+    from nanocmd_core.workflow import StepEnqueueing
+
+    engine = sys.modules["nanocmd_fn_events"]._app().engine  # the running events function's engine
+    assert engine.scheduler is not None
+    engine.enqueue_step(
+        "io.example.delayed",
+        StepEnqueueing(
+            instance_id="i-1",
+            ids=["DELAYED-DEVICE"],
+            commands=[SecurityInfo()],
+            not_until=datetime.now(UTC) + timedelta(seconds=2),
+        ),
+    )
+    assert fake_mdm.commands_for("DELAYED-DEVICE") == []
+    [command] = sent_commands(fake_mdm, "DELAYED-DEVICE", 1)
+    assert command["Command"]["RequestType"] == "SecurityInfo"
+    assert local_stack.wait_queue_empty()
+    assert local_stack.sweep()["sent"] == 0  # the sweep's safety net finds nothing left to send
+    assert len(fake_mdm.commands_for("DELAYED-DEVICE")) == 1
