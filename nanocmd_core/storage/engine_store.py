@@ -1,14 +1,22 @@
 """The engine's storage on DynamoDB: every state change is a conditional write.
 
-DynamoDB calls per event (the floor this layout allows; see models.py for the items):
+DynamoDB calls per event (see models.py for the items). None depends on the number of enrolled
+devices or of steps in flight: each is a key lookup, a Query of one enrollment's partition, or a
+Query of a sparse index that holds only what is due.
 
-- start, per id: PutItem lock (exclusive workflows only) + PutItem start record.
-- enqueue, per id: PutItem step target + PutItem per command record (conditional: a tracked
-  (id, UUID) is never overwritten, SC-3).
-- report: GetItem command record (strongly consistent), UpdateItem step target. An untracked
-  report costs the GetItem only. The final report of a step adds one BatchWriteItem deleting
-  the target and its command records, and a DeleteItem of the lock when the workflow ends.
-- check-out / authenticate: one Query of the id's partition + BatchWriteItem deletes.
+- workflow start, per id: PutItem lock (conditional; exclusive workflows only), the enqueue
+  below, PutItem start record (BatchWriteItem), DeleteItem lock if Start enqueued nothing.
+- enqueue, per id: PutItem step target + one conditional PutItem per command record (a tracked
+  (id, UUID) is never overwritten, SC-3). A delayed step adds one PutItem of its raw commands.
+- untracked report: GetItem command record (strongly consistent). That is all.
+- tracked report (NotNow, or not the last): GetItem + UpdateItem step target.
+- final report of a step: GetItem + UpdateItem, then one BatchWriteItem deleting the target and
+  its command records, and a DeleteItem of the lock when the workflow sent no next step.
+- check-in (TokenUpdate): reads only the subscriptions (one index Query + BatchGetItem, cached per
+  process); Authenticate/CheckOut add one Query of the id's partition + BatchWriteItem deletes.
+- Idle: the cached subscriptions + one GetItem start record per IdleNotStartedSince subscription.
+- sweep: one Query per shard of each sparse index (delayed sends, timeouts, re-pushes), then per
+  due item one conditional UpdateItem (the claim) and the deletes of what ended.
 """
 
 from __future__ import annotations
