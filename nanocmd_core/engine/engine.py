@@ -182,6 +182,31 @@ class _Scope:
 _scope: ContextVar[_Scope | None] = ContextVar("nanocmd_scope", default=None)
 
 
+def _delayed_state(
+    step_id: str,
+    workflow_name: str,
+    step: StepEnqueueing,
+    ids: list[str],
+    pending: list[str],
+    chunk_size: int,
+    send_at: datetime,
+    attempts: int,
+) -> DelayedState:
+    """A step's commands kept for a later send: at its NotUntil time, or a retry (attempts ≥ 1)."""
+    return DelayedState(
+        step_id=step_id,
+        workflow=workflow_name,
+        instance_id=step.instance_id,
+        step_name=step.name,
+        ids=ids,
+        pending=pending,
+        chunk_size=chunk_size,
+        commands=[DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands],
+        send_at=int(send_at.timestamp()),
+        attempts=attempts,
+    )
+
+
 def retry_command_uuid(command_uuid: str, chunk: int, attempt: int) -> str:
     """The UUID of the ``attempt``-th retry of a chunk's command (deterministic, like chunks)."""
     return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{command_uuid}/{chunk}/retry-{attempt}"))
@@ -243,7 +268,8 @@ class Engine:
         busy: list[str] = []
         if config.exclusive:  # ST-2..4 without the race of GAP-1: conditional lock puts
             busy = self.store.acquire_locks(name, instance_id, ids, now, now + LOCK_TTL)
-            ids = [i for i in ids if i not in set(busy)]
+            busy_ids = set(busy)
+            ids = [i for i in ids if i not in busy_ids]
             if not ids:
                 raise AlreadyStartedError(len(busy), len(requested))
 
@@ -275,7 +301,7 @@ class Engine:
                     )
                     # ids the workflow did enqueue for before failing have live steps: they run
                     started = [i for i in group if (name, instance_id, i) in scope.enqueued]
-                    result.failed_ids += [i for i in group if i not in set(started)]
+                    result.failed_ids += [i for i in group if (name, instance_id, i) not in scope.enqueued]
                     result.errors.append(f"starting workflow: {exc}")
             if config.exclusive:
                 for i in group:
@@ -480,19 +506,7 @@ class Engine:
         timeout_at: datetime | None,
         not_until: datetime,
     ) -> None:
-        delayed = DelayedState(
-            step_id=step_id,
-            workflow=workflow_name,
-            instance_id=step.instance_id,
-            step_name=step.name,
-            ids=ids,
-            pending=ids,
-            chunk_size=chunk_size,
-            commands=[
-                DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands
-            ],
-            send_at=int(not_until.timestamp()),
-        )
+        delayed = _delayed_state(step_id, workflow_name, step, ids, ids, chunk_size, not_until, attempts=0)
         expires = int((timeout_at or not_until).timestamp()) + 7 * 86_400
         try:
             self.store.put_delayed(delayed, expires)
@@ -517,20 +531,7 @@ class Engine:
         retry_at = now + timedelta(seconds=SEND_RETRY_DELAYS[0])
         self.store.mark_unsent(step_id, list(failed))
         self.store.put_delayed(
-            DelayedState(
-                step_id=step_id,
-                workflow=workflow_name,
-                instance_id=step.instance_id,
-                step_name=step.name,
-                ids=ids,
-                pending=list(failed),
-                chunk_size=chunk_size,
-                commands=[
-                    DelayedCommandData(c.command_uuid, c.request_type, c.to_plist()) for c in step.commands
-                ],
-                send_at=int(retry_at.timestamp()),
-                attempts=1,
-            ),
+            _delayed_state(step_id, workflow_name, step, ids, list(failed), chunk_size, retry_at, attempts=1),
             int(retry_at.timestamp()) + 7 * 86_400,
         )
         logger.error(

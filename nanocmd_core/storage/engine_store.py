@@ -150,9 +150,24 @@ class TargetState:
         return all(c.uuid in self.done for c in self.commands)
 
 
-def _is_conditional_failure(exc: Exception) -> bool:
+def _is_conditional_failure(exc: BaseException) -> bool:
     cause = getattr(exc, "cause_response_code", None)
     return cause in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class _conditional:
+    """Run a conditional write; a failed condition is an answer (``write.failed``), not an error."""
+
+    failed = False
+
+    def __enter__(self) -> _conditional:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, PutError | UpdateError | DeleteError) and _is_conditional_failure(exc):
+            self.failed = True
+            return True
+        return False
 
 
 def _target_state(item: StepTarget) -> TargetState:
@@ -225,15 +240,13 @@ class DynamoEngineStore:
 
         def put(entry: tuple[StepTarget | CommandRecord, bool]) -> StepTarget | CommandRecord | None:
             item, unique = entry
-            try:
+            with _conditional() as write:
                 if unique:
                     item.save(condition=CommandRecord.pk.does_not_exist())
                 else:
                     item.save()
-            except PutError as exc:
-                if _is_conditional_failure(exc):
-                    return None
-                raise
+            if write.failed:
+                return None
             return item
 
         failed = False
@@ -278,18 +291,12 @@ class DynamoEngineStore:
             record = CommandRecord(
                 pk, COMMAND + alias, step_id=step_id, request_type=request_type, canonical=canonical
             )
-            try:
+            with _conditional():  # already there from an interrupted attempt
                 record.save(condition=CommandRecord.pk.does_not_exist())
-            except PutError as exc:
-                if not _is_conditional_failure(exc):  # already there from an interrupted attempt
-                    raise
-            try:
+            with _conditional():
                 StepTarget(pk, STEP + step_id).update(
                     actions=[StepTarget.aliases.add({alias})], condition=StepTarget.pk.exists()
                 )
-            except UpdateError as exc:
-                if not _is_conditional_failure(exc):
-                    raise
 
         self._fan_out(add, list(aliases))
 
@@ -313,26 +320,21 @@ class DynamoEngineStore:
             & ~StepTarget.done.contains(command_uuid)
             & StepTarget.timing_out.does_not_exist()  # a claimed timeout wins over late reports
         )
-        try:
+        with _conditional() as write:
             target.update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if _is_conditional_failure(exc):
-                return None  # finished, cancelled or timed out meanwhile, or a repeat of a final
-            raise
+        if write.failed:
+            return None  # finished, cancelled or timed out meanwhile, or a repeat of a final
         state = _target_state(target)
         return state if final and state.complete else None
 
     def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None:
         """Undo a completion whose delivery failed, so a retry of the same report completes again."""
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-        try:
+        with _conditional():
             target.update(
                 actions=[StepTarget.done.delete({command_uuid}), StepTarget.claimed_until.remove()],
                 condition=StepTarget.pk.exists(),
             )
-        except UpdateError as exc:
-            if not _is_conditional_failure(exc):
-                raise
 
     def delete_target(self, state: TargetState) -> None:
         pk = enrollment_pk(state.enrollment_id)
@@ -368,14 +370,12 @@ class DynamoEngineStore:
             & (StepTarget.done.does_not_exist() | (_done_count() < StepTarget.n_commands))
             & (StepTarget.timing_out.does_not_exist() | (StepTarget.timing_out < _epoch(now)))
         )
-        try:
+        with _conditional() as write:
             target.update(
                 actions=[StepTarget.timing_out.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
             )
-        except UpdateError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+        if write.failed:
+            return None
         return _target_state(target)
 
     def claim_stuck_completion(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
@@ -387,14 +387,12 @@ class DynamoEngineStore:
             & (_done_count() == StepTarget.n_commands)
             & (StepTarget.claimed_until.does_not_exist() | (StepTarget.claimed_until < _epoch(now)))
         )
-        try:
+        with _conditional() as write:
             target.update(
                 actions=[StepTarget.claimed_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
             )
-        except UpdateError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+        if write.failed:
+            return None
         return _target_state(target)
 
     # --- delayed steps ------------------------------------------------------------------------
@@ -440,14 +438,12 @@ class DynamoEngineStore:
         condition = DelayedStep.pk.exists() & (
             DelayedStep.sending_until.does_not_exist() | (DelayedStep.sending_until < _epoch(now))
         )
-        try:
+        with _conditional() as write:
             item.update(
                 actions=[DelayedStep.sending_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
             )
-        except UpdateError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+        if write.failed:
+            return None
         return DelayedState(
             step_id=step_id,
             workflow=item.workflow,
@@ -477,7 +473,7 @@ class DynamoEngineStore:
         def mark(enrollment_id: str) -> None:
             pk = enrollment_pk(enrollment_id)
             target = StepTarget(pk, STEP + step_id)
-            try:
+            with _conditional():
                 target.update(
                     actions=[
                         StepTarget.last_push.set(_epoch(now)),
@@ -486,9 +482,6 @@ class DynamoEngineStore:
                     ],
                     condition=StepTarget.pk.exists(),
                 )
-            except UpdateError as exc:
-                if not _is_conditional_failure(exc):
-                    raise
 
         self._fan_out(mark, list(ids))
 
@@ -497,7 +490,7 @@ class DynamoEngineStore:
 
         def unmark(enrollment_id: str) -> None:
             target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-            try:
+            with _conditional():
                 target.update(
                     actions=[
                         StepTarget.last_push.remove(),
@@ -506,9 +499,6 @@ class DynamoEngineStore:
                     ],
                     condition=StepTarget.pk.exists(),
                 )
-            except UpdateError as exc:
-                if not _is_conditional_failure(exc):
-                    raise
 
         self._fan_out(unmark, list(ids))
 
@@ -539,15 +529,13 @@ class DynamoEngineStore:
         for shard in range(PUSH_INDEX_SHARDS):
             for item in StepTarget.gsi2.query(f"{PUSH_PREFIX}{shard}", StepTarget.gsi2sk <= _epoch(cutoff)):
                 target = StepTarget(item.pk, item.sk)
-                try:
+                with _conditional() as write:
                     target.update(
                         actions=[StepTarget.gsi2sk.set(_epoch(now)), StepTarget.last_push.set(_epoch(now))],
                         condition=StepTarget.pk.exists() & (StepTarget.gsi2sk <= _epoch(cutoff)),
                     )
-                except UpdateError as exc:
-                    if _is_conditional_failure(exc):
-                        continue
-                    raise
+                if write.failed:
+                    continue
                 ids[item.pk.removeprefix("ENR#")] = None
                 claimed += 1
                 if claimed >= limit:
@@ -570,24 +558,17 @@ class DynamoEngineStore:
                 acquired_at=_epoch(now),
                 ttl=expires,
             )
-            try:
+            with _conditional() as write:
                 lock.save(condition=WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now))
-            except PutError as exc:
-                if _is_conditional_failure(exc):
-                    return False
-                raise
-            return True
+            return not write.failed
 
         taken = self._fan_out(take, ids)
         return [i for i, ok in zip(ids, taken, strict=True) if not ok]
 
     def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None:
         lock = WorkflowLock(enrollment_pk(enrollment_id), LOCK + workflow)
-        try:
+        with _conditional():
             lock.delete(condition=WorkflowLock.instance_id == instance_id)
-        except DeleteError as exc:
-            if not _is_conditional_failure(exc):
-                raise
 
     def outstanding(self, workflow: str, ids: Sequence[str], now: datetime) -> list[str]:
         """SC-4: ids for which ``workflow`` still runs (its lock is held)."""

@@ -255,3 +255,30 @@ def test_a_delayed_step_goes_out_through_its_one_time_schedule(
     assert local_stack.wait_queue_empty()
     assert local_stack.sweep()["sent"] == 0  # the sweep's safety net finds nothing left to send
     assert len(fake_mdm.commands_for("DELAYED-DEVICE")) == 1
+
+
+def test_a_poison_event_lands_in_the_dead_letter_queue(local_stack: Any, fake_mdm: FakeMDMServer) -> None:
+    """design.md §3.3: a webhook answered 200 is processed or lands in the dead-letter queue. A
+    report that cannot be decoded for its request type fails every try (5), then is parked."""
+    import boto3
+
+    udid = "POISON-DEVICE"
+    assert start(local_stack, DEVINFOLOG, udid)[0] == 200
+    [command] = sent_commands(fake_mdm, udid, 1)
+    uuid = command["CommandUUID"]
+    broken = plistlib.dumps(
+        {"CommandUUID": uuid, "Status": "Acknowledged", "UDID": udid, "QueryResponses": "not a dictionary"}
+    )
+    assert webhook(local_stack, connect_webhook(udid, uuid, broken)) == 200
+    assert local_stack.wait_queue_empty(timeout=60)
+    dlq = local_stack.provisioned.ref("EventsDeadLetterQueue")
+    messages = boto3.client("sqs").receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, AttributeNames=["All"]
+    )["Messages"]
+    [parked] = messages
+    assert json.loads(parked["Body"])["acknowledge_event"]["command_uuid"] == uuid
+    assert parked["Attributes"]["MessageGroupId"] == udid
+    # the step was not consumed by the failures: a good report still completes it
+    good = device_information(uuid, udid, Model="M")
+    assert webhook(local_stack, connect_webhook(udid, uuid, good)) == 200
+    assert eventually(lambda: start(local_stack, DEVINFOLOG, udid)[0] == 200)
