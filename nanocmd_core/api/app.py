@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,14 +36,7 @@ logger = Logger(child=True)
 API_USER = "nanocmd"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-# (path pattern, methods) of every route, for 405/OPTIONS answers with an Allow header (API-2)
-ROUTES: list[tuple[re.Pattern[str], list[str]]] = [
-    (re.compile(r"^/v1/workflow/[^/]+/start$"), ["POST"]),
-    (re.compile(r"^/v1/event/[^/]+$"), ["GET", "HEAD", "PUT", "DELETE"]),
-    (re.compile(r"^/v1/events$"), ["GET", "HEAD"]),
-    (re.compile(r"^/v1/inventory$"), ["GET", "HEAD"]),
-    (re.compile(r"^/inventory$"), ["GET", "HEAD"]),
-]
+Handler = Callable[..., Response[str]]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -72,48 +66,73 @@ def basic_auth_ok(authorization: str, api_key: str) -> bool:
     return bool(sep) and user_ok and password_ok
 
 
-def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRestResolver:
-    """``services()`` returns the wiring.App, built on first use so /version stays cheap."""
-    api = APIGatewayRestResolver()
+@dataclass
+class RouteKit:
+    """What a module's routes need: the resolver, the services (``wiring.App``, built on first
+    use), HTTP Basic protection and request helpers. Subsystems add routes with ``kit.route``."""
 
-    def query_values(name: str) -> list[str]:
-        multi = api.current_event.multi_value_query_string_parameters or {}
-        return list(multi.get(name) or [])
+    api: APIGatewayRestResolver
+    settings: Settings
+    services: Callable[[], Any]
+    allow: list[tuple[re.Pattern[str], list[str]]] = field(default_factory=list)
+    """(path pattern, methods) of every route, for 405/OPTIONS with an Allow header (API-2)."""
 
-    def protected(handler: Callable[..., Response[str]]) -> Callable[..., Response[str]]:
+    def protected(self, handler: Handler) -> Handler:
         def wrapper(*args: Any, **kwargs: Any) -> Response[str]:
-            api_key = settings.api_key
+            api_key = self.settings.api_key
             if not api_key:  # as in Go: no API key, no management API
                 return error_response(404, "not found")
-            if not basic_auth_ok(
-                api.current_event.headers.get("Authorization")
-                or api.current_event.headers.get("authorization")
-                or "",
-                api_key,
-            ):
+            headers = self.api.current_event.headers
+            if not basic_auth_ok(headers.get("Authorization") or headers.get("authorization") or "", api_key):
                 return error_response(401, "unauthorized", {"WWW-Authenticate": 'Basic realm="nanocmd"'})
             return handler(*args, **kwargs)
 
         wrapper.__name__ = handler.__name__
         return wrapper
 
-    @api.route("/version", method=ALL_METHODS)
-    def version() -> Response[str]:
-        return Response(
-            status_code=200,
-            content_type=content_types.APPLICATION_JSON,
-            body=json.dumps({"version": settings.version}),
-        )
+    def route(self, path: str, methods: list[str], *, auth: bool = True) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for ``path`` (Powertools ``<param>`` syntax; params arrive still
+        percent-encoded, decode them with ``unquote``); GET routes also answer HEAD."""
+        if "GET" in methods and "HEAD" not in methods:
+            methods = [*methods, "HEAD"]
+        self.allow.append((re.compile("^" + re.sub(r"<[^>]+>", "[^/]+", path) + "$"), methods))
 
-    @api.post("/v1/workflow/<name>/start")
-    @protected
+        def register(handler: Handler) -> Handler:
+            self.api.route(path, method=methods)(self.protected(handler) if auth else handler)
+            return handler
+
+        return register
+
+    def query_values(self, name: str) -> list[str]:
+        multi = self.api.current_event.multi_value_query_string_parameters or {}
+        return list(multi.get(name) or [])
+
+    def body(self) -> bytes:
+        """The raw request body; API Gateway base64-encodes every body (BinaryMediaTypes */*)."""
+        event = self.api.current_event
+        raw = event.body or ""
+        return base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+
+    def json_body(self) -> Any:
+        """The body as JSON; ValueError (with a message for a 400) when it is not."""
+        try:
+            return json.loads(self.body() or b"")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"invalid JSON body: {exc}") from exc
+
+
+def engine_routes(kit: RouteKit) -> None:
+    """Workflow starts and event subscriptions (api.md §5)."""
+
+    @kit.route("/v1/workflow/<name>/start", ["POST"])
     def start_workflow(name: str) -> Response[str]:
-        ids = query_values("id")
+        name = unquote(name)
+        ids = kit.query_values("id")
         if not ids:
             return error_response(400, "no IDs provided")
-        contexts = query_values("context")
+        contexts = kit.query_values("context")
         context = contexts[0].encode() if contexts else b""
-        engine = services().engine
+        engine = kit.services().engine
         log = {"workflow": name, "enrollment_ids": ids[:50], "id_count": len(ids)}
         try:
             result = engine.start_workflow(name, ids, context)
@@ -141,24 +160,22 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
             return json_response(502, body)
         return json_response(200, body)
 
-    @api.route("/v1/event/<name>", method=["GET", "HEAD"])
-    @protected
+    @kit.route("/v1/event/<name>", ["GET"])
     def get_subscription(name: str) -> Response[str]:
         name = unquote(name)
-        sub = services().subscriptions.get(name)
+        sub = kit.services().subscriptions.get(name)
         if sub is None:  # design.md §6: 404, not Go's 500 or null
             return error_response(404, f"event subscription not found: {name}")
         return json_response(200, sub.to_json())
 
-    @api.put("/v1/event/<name>")
-    @protected
+    @kit.route("/v1/event/<name>", ["PUT"])
     def put_subscription(name: str) -> Response[str]:
         name = unquote(name)
         try:
-            doc = json.loads(api.current_event.decoded_body or "")
-        except (ValueError, UnicodeDecodeError) as exc:
-            return error_response(400, f"invalid JSON body: {exc}")
-        app = services()
+            doc = kit.json_body()
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        app = kit.services()
         try:
             sub = parse_subscription(doc, lambda workflow: workflow in app.engine.registry)
         except SubscriptionError as exc:
@@ -167,37 +184,62 @@ def create_api(settings: Settings, services: Callable[[], Any]) -> APIGatewayRes
         logger.info("event subscription stored", extra={"subscription": name, **sub.to_json()})
         return Response(status_code=204, body="")
 
-    @api.delete("/v1/event/<name>")
-    @protected
+    @kit.route("/v1/event/<name>", ["DELETE"])
     def delete_subscription(name: str) -> Response[str]:
         name = unquote(name)
-        if services().subscriptions.delete(name):
+        if kit.services().subscriptions.delete(name):
             logger.info("event subscription deleted", extra={"subscription": name})
         return Response(status_code=204, body="")
 
-    @api.route("/v1/events", method=["GET", "HEAD"])
-    @protected
+    @kit.route("/v1/events", ["GET"])
     def list_subscriptions() -> Response[str]:
-        return json_response(200, {n: sub.to_json() for n, sub in services().subscriptions.all().items()})
+        return json_response(200, {n: sub.to_json() for n, sub in kit.services().subscriptions.all().items()})
+
+
+def inventory_routes(kit: RouteKit) -> None:
+    """Inventory at the documented ``/v1/inventory`` and at ``/inventory`` (where Go serves it)."""
 
     def inventory() -> Response[str]:
-        ids = query_values("id")
+        ids = kit.query_values("id")
         if not ids:
             return error_response(400, "no IDs provided")
-        return json_response(200, services().inventory.retrieve(ids))
+        return json_response(200, kit.services().inventory.retrieve(ids))
 
-    api.route("/v1/inventory", method=["GET", "HEAD"])(protected(inventory))
-    api.route("/inventory", method=["GET", "HEAD"])(protected(inventory))
+    kit.route("/v1/inventory", ["GET"])(inventory)
+    kit.route("/inventory", ["GET"])(inventory)
+
+
+RouteModule = Callable[[RouteKit], None]
+ROUTE_MODULES: list[RouteModule] = [engine_routes, inventory_routes]
+
+
+def create_api(
+    settings: Settings, services: Callable[[], Any], modules: list[RouteModule] | None = None
+) -> APIGatewayRestResolver:
+    """``services()`` returns the wiring.App, built on first use so /version stays cheap."""
+    api = APIGatewayRestResolver()
+    kit = RouteKit(api=api, settings=settings, services=services)
+
+    @api.route("/version", method=ALL_METHODS)
+    def version() -> Response[str]:
+        return Response(
+            status_code=200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({"version": settings.version}),
+        )
+
+    for module in ROUTE_MODULES if modules is None else modules:
+        module(kit)
 
     @api.not_found
     def not_found(_: NotFoundError) -> Response[str]:
         path = api.current_event.path
-        for pattern, methods in ROUTES:
-            if pattern.match(path):
-                allow = ", ".join([*methods, "OPTIONS"])
-                if api.current_event.http_method == "OPTIONS":
-                    return Response(status_code=204, body="", headers={"Allow": allow})
-                return error_response(405, "method not allowed", {"Allow": allow})
+        methods = [m for pattern, allowed in kit.allow if pattern.match(path) for m in allowed]
+        if methods:
+            allow = ", ".join([*dict.fromkeys(methods), "OPTIONS"])
+            if api.current_event.http_method == "OPTIONS":
+                return Response(status_code=204, body="", headers={"Allow": allow})
+            return error_response(405, "method not allowed", {"Allow": allow})
         return error_response(404, "not found")
 
     @api.exception_handler(Exception)  # type: ignore[untyped-decorator]
