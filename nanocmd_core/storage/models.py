@@ -49,7 +49,7 @@ def enrollment_pk(enrollment_id: str) -> str:
     return ENROLLMENT + enrollment_id
 
 
-class _Meta:
+class TableMeta:
     table_name = DEFAULT_TABLE
     # region and endpoint come from the standard AWS environment (AWS_DEFAULT_REGION,
     # AWS_ENDPOINT_URL_DYNAMODB), so local runs differ from AWS by environment only.
@@ -58,18 +58,18 @@ class _Meta:
     read_timeout_seconds = 10
 
 
-class _Item(Model):
-    Meta = _Meta  # type: ignore[assignment]
+class TableItem(Model):
+    Meta = TableMeta  # type: ignore[assignment]
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     ttl = TTLAttribute(null=True)
 
 
-class CommandRecord(_Item):
+class CommandRecord(TableItem):
     """(enrollment id, command UUID) → the step target a report for it updates."""
 
-    Meta = _Meta
+    Meta = TableMeta
     step_id = UnicodeAttribute()
     request_type = UnicodeAttribute()
     canonical = UnicodeAttribute(null=True)
@@ -106,10 +106,10 @@ class StepCommand(MapAttribute[str, Any]):
     request_type = UnicodeAttribute()
 
 
-class StepTarget(_Item):
+class StepTarget(TableItem):
     """One step for one enrollment id: what was sent, what came back, what is final."""
 
-    Meta = _Meta
+    Meta = TableMeta
     workflow = UnicodeAttribute()
     instance_id = UnicodeAttribute()
     step_name = UnicodeAttribute(default="")
@@ -154,12 +154,12 @@ class DelayedDueIndex(GlobalSecondaryIndex["DelayedStep"]):  # type: ignore[no-u
     gsi1sk = NumberAttribute(range_key=True)
 
 
-class DelayedStep(_Item):
+class DelayedStep(TableItem):
     """A step waiting for its NotUntil time: the raw commands and the ids still to send to
     (``DELAY#<step id>`` / ``DELAY``). Its ``gsi1`` entry (``SEND#<shard>``, send time) is the
     sweeper's safety net behind the one-time schedule."""
 
-    Meta = _Meta
+    Meta = TableMeta
     workflow = UnicodeAttribute()
     instance_id = UnicodeAttribute()
     step_name = UnicodeAttribute(default="")
@@ -177,33 +177,33 @@ class DelayedStep(_Item):
     gsi1 = DelayedDueIndex()
 
 
-class PartitionEntry(_Item):
+class PartitionEntry(TableItem):
     """Any item of an enrollment's partition, read with just what a cancel needs."""
 
-    Meta = _Meta
+    Meta = TableMeta
     step_id = UnicodeAttribute(null=True)
     workflow = UnicodeAttribute(null=True)
 
 
-class WorkflowLock(_Item):
+class WorkflowLock(TableItem):
     """Held while an exclusive workflow runs for an id (GAP-1, GAP-3); TTL is a safety net."""
 
-    Meta = _Meta
+    Meta = TableMeta
     instance_id = UnicodeAttribute()
     acquired_at = NumberAttribute()
 
 
-class WorkflowStart(_Item):
-    Meta = _Meta
+class WorkflowStart(TableItem):
+    Meta = TableMeta
     started_at = NumberAttribute()
 
 
-class InventoryItem(_Item):
-    Meta = _Meta
+class InventoryItem(TableItem):
+    Meta = TableMeta
     values = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
 
 
-ALL_MODELS: tuple[type[_Item], ...] = (
+ALL_MODELS: tuple[type[TableItem], ...] = (
     CommandRecord,
     StepTarget,
     DelayedStep,
@@ -215,7 +215,7 @@ ALL_MODELS: tuple[type[_Item], ...] = (
 
 def bind_table(table_name: str) -> None:
     """Point every model at ``table_name`` (all share one Meta); pynamodb reconnects on change."""
-    _Meta.table_name = table_name
+    TableMeta.table_name = table_name
 
 
 class SubscriptionEventIndex(GlobalSecondaryIndex["EventSubscriptionItem"]):  # type: ignore[no-untyped-call]
@@ -229,10 +229,10 @@ class SubscriptionEventIndex(GlobalSecondaryIndex["EventSubscriptionItem"]):  # 
     gsi1sk = NumberAttribute(range_key=True)
 
 
-class EventSubscriptionItem(_Item):
+class EventSubscriptionItem(TableItem):
     """A user's event subscription (``SUB#<name>`` / ``SUB``), indexed by event name."""
 
-    Meta = _Meta
+    Meta = TableMeta
     event = UnicodeAttribute()
     workflow = UnicodeAttribute()
     context = UnicodeAttribute(null=True)
