@@ -1,0 +1,1 @@
+"""Profile subsystem: configuration profiles stored by name (subsystems.md §4)."""
