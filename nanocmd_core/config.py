@@ -67,6 +67,8 @@ class Settings:
     scheduler_role_arn: str = ""
     schedule_target_arn: str = ""
     bucket: str = ""
+    workflows: str = ""
+    """Extra workflows to register: ``package.module:attr`` import paths, comma separated."""
     _secret_reader: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -95,6 +97,7 @@ class Settings:
             scheduler_role_arn=e.get("NANOCMD_SCHEDULER_ROLE_ARN", ""),
             schedule_target_arn=e.get("NANOCMD_SCHEDULE_TARGET_ARN", ""),
             bucket=e.get("NANOCMD_BUCKET", ""),
+            workflows=e.get("NANOCMD_WORKFLOWS", ""),
         )
 
     def _resolve(self, value: str, secret: str) -> str:

@@ -10,6 +10,7 @@ from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.engine.subscriptions import CachedSubscriptions, SubscriptionStore
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient, MDMServerClient
+from nanocmd_core.plugins import WorkflowDeps, WorkflowSource, plugin_workflows
 from nanocmd_core.storage.engine_store import DynamoEngineStore
 from nanocmd_core.storage.models import bind_table
 from nanocmd_core.storage.subscription_store import DynamoSubscriptionStore
@@ -44,7 +45,13 @@ def step_scheduler(settings: Settings) -> StepScheduler | None:
     return None
 
 
-def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
+def build_app(
+    settings: Settings,
+    mdm: MDMServerClient | None = None,
+    plugins: list[WorkflowSource] | None = None,
+) -> App:
+    """Everything a function needs. ``plugins`` overrides the discovery of extra workflows
+    (entry points and ``NANOCMD_WORKFLOWS``), for tests."""
     bind_table(settings.table_name)
     subscriptions = DynamoSubscriptionStore()
     engine = Engine(
@@ -58,4 +65,7 @@ def build_app(settings: Settings, mdm: MDMServerClient | None = None) -> App:
     inventory = DynamoInventoryStore()
     for workflow in builtin_workflows(engine, inventory):
         engine.register(workflow)
+    deps = WorkflowDeps(enqueuer=engine, settings=settings, inventory=inventory)
+    for workflow in plugin_workflows(deps, plugins):
+        engine.register(workflow)  # a clash with a built-in name raises here, at start-up
     return App(settings=settings, engine=engine, inventory=inventory, subscriptions=subscriptions)

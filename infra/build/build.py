@@ -130,6 +130,38 @@ def layer_requirements(repo: Path) -> list[str]:
     return list(deps)
 
 
+WORKFLOW_REQUIREMENTS = "workflows.txt"
+
+
+def workflow_requirements(repo: Path) -> list[str]:
+    """Packages of the deployer's own workflows, one pip requirement a line (a name, a version
+    spec, or a path to a package folder relative to the repo), from ``workflows.txt`` at the
+    repo root or the file ``NANOCMD_WORKFLOW_REQUIREMENTS`` names. They go into the layer, where
+    nanocmd finds their workflows through the ``nanocmd.workflows`` entry points."""
+    path = Path(os.environ.get("NANOCMD_WORKFLOW_REQUIREMENTS") or repo / WORKFLOW_REQUIREMENTS)
+    if not path.is_file():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def _wheels_for_local(repo: Path, requirements: list[str], wheel_dir: Path) -> list[str]:
+    """Local package folders become wheels (the layer takes binary packages only); this project
+    is built too, so a workflow package that depends on nanocmd-serverless resolves here."""
+    out: list[str] = []
+    local = [r for r in requirements if (repo / r).is_dir()]
+    for folder in [repo, *(repo / r for r in local)]:
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
+        subprocess.run([*pip_wheel, "--wheel-dir", str(wheel_dir), str(folder)], check=True)
+    for requirement in requirements:
+        if requirement in local:
+            name = pyproject(repo / requirement)["project"]["name"]
+            out.append(name)
+        else:
+            out.append(requirement)
+    return out
+
+
 def _pip_command(requirements: Path, target: Path) -> list[str]:
     cmd = [
         sys.executable, "-m", "pip", "install",
@@ -168,11 +200,13 @@ def _cache_dir(repo: Path) -> Path | None:
     return Path(setting) if setting else repo / ".aws-sam" / "layer-cache"
 
 
-def _pip_install(requirements: list[str], target: Path) -> None:
+def _pip_install(requirements: list[str], target: Path, find_links: Path | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="nanocmd-layer-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text("\n".join(requirements) + "\n")
         cmd = _pip_command(req, target)
+        if find_links is not None:
+            cmd += ["--find-links", str(find_links)]
         log("pip " + " ".join(cmd[3:]))
         subprocess.run(cmd, check=True)
     for name in LAYER_PRUNE_DIRS:
@@ -190,6 +224,15 @@ def _copy_tree(src: Path, dest: Path) -> None:
 def build_layer(repo: Path, artifacts: Path) -> None:
     requirements = layer_requirements(repo)
     target = artifacts / "python"
+    extras = workflow_requirements(repo)
+    if extras:  # the deployer's workflow packages: built fresh, not cached (their code changes)
+        with tempfile.TemporaryDirectory(prefix="nanocmd-wheels-") as wheels:
+            extras = _wheels_for_local(repo, extras, Path(wheels))
+            if target.exists():
+                shutil.rmtree(target)
+            _pip_install(requirements + extras, target, find_links=Path(wheels))
+        log(f"layer: {', '.join(requirements + extras)} -> {target}")
+        return
     cache_root = _cache_dir(repo)
     if cache_root is None:
         if target.exists():

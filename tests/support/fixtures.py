@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `tests.fakes...` and `infra.local...` import from the repo root
     sys.path.insert(0, str(REPO_ROOT))
 
@@ -37,7 +37,7 @@ services.apply_env(AWS_ENV)
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests under tests/e2e carry the ``e2e`` marker (``-m "not e2e"`` skips them)."""
-    e2e_dir = Path(__file__).parent / "e2e"
+    e2e_dir = REPO_ROOT / "tests" / "e2e"
     for item in items:
         if item.path.is_relative_to(e2e_dir):
             item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,1 @@
+"""An example workflow package for nanocmd-serverless."""
