@@ -5,23 +5,23 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import settings
+from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
 from nanocmd_core.wiring import App, build_app
 
-logger = Logger(service="nanocmd")
+logger = function_logger(settings())
+telemetry = MetricsTelemetry()
 
 
 @cache
 def _services() -> App:
-    return build_app(settings())
+    return build_app(settings(), telemetry=telemetry)
 
 
 api = create_api(settings(), _services)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@instrumented(logger, telemetry)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return api.resolve(event, context)

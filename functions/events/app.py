@@ -6,22 +6,25 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
 from nanocmd_core.engine.webhook_events import delayed_step_id, load_queued_webhook, process_webhook_event
+from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
 from nanocmd_core.wiring import App, build_app
 
-logger = Logger(service="nanocmd")
+logger = function_logger(settings())
+telemetry = MetricsTelemetry()
 processor = SqsFifoPartialProcessor()
+MAX_RECEIVES = 5
+"""The events queue's maxReceiveCount (template.yaml): the try after which SQS dead-letters."""
 
 
 @cache
 def _app() -> App:
-    return build_app(settings())
+    return build_app(settings(), telemetry=telemetry)
 
 
 @cache
@@ -44,22 +47,28 @@ def record_handler(record: SQSRecord) -> None:
         return
     event = load_queued_webhook(record.body, _blobs())
     logger.append_keys(enrollment_id=event.enrollment_id, topic=event.topic)
+    if settings().dump_webhook and event.acknowledge_event is not None:
+        logger.info(
+            "report plist", extra={"plist": event.acknowledge_event.raw_payload.decode(errors="replace")}
+        )
     try:
         process_webhook_event(_app().engine, event, _received_at(record))
     except Exception:
+        receives = int(record.attributes.approximate_receive_count or 0)
+        last = receives >= MAX_RECEIVES
+        if last:
+            telemetry.count("EventsDeadLettered")
         logger.exception(
-            "event processing failed; the queue will retry it",
-            extra={
-                "message_id": record.message_id,
-                "receive_count": record.attributes.approximate_receive_count,
-            },
+            "event processing failed; "
+            + ("it goes to the dead-letter queue" if last else "the queue will retry it"),
+            extra={"message_id": record.message_id, "receive_count": receives},
         )
         raise
     finally:
         logger.remove_keys(["enrollment_id", "topic"])
 
 
-@logger.inject_lambda_context(clear_state=True)
+@instrumented(logger, telemetry)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return dict(
         process_partial_response(

@@ -1,5 +1,5 @@
 """SweeperFunction: one worker pass on the worker interval (EventBridge Scheduler rate schedule):
-step timeouts and completions whose delivery died."""
+overdue delayed steps and send retries, step timeouts, completions whose delivery died, re-pushes."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from dataclasses import asdict
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from nanocmd_core.config import settings
+from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
 from nanocmd_core.wiring import App, build_app
 
-logger = Logger(service="nanocmd")
+logger = function_logger(settings())
+telemetry = MetricsTelemetry()
 
 
 @cache
 def _app() -> App:
-    return build_app(settings())
+    return build_app(settings(), telemetry=telemetry)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@instrumented(logger, telemetry)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return asdict(_app().engine.sweep())

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.aws.queue import SQSEventQueue
-from nanocmd_core.config import Settings, settings
+from nanocmd_core.config import settings
+from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
 from nanocmd_core.webhook.intake import accept_webhook
 
-logger = Logger(service="nanocmd")
+logger = function_logger(settings())
+telemetry = MetricsTelemetry()
 
 
 @cache
@@ -28,8 +28,9 @@ def _blobs() -> S3BlobStore | None:
     return S3BlobStore(bucket) if bucket else None
 
 
+@instrumented(logger, telemetry)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    config: Settings = settings()
+    config = settings()
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
     headers = {k: v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
@@ -43,8 +44,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         blobs=_blobs(),
         received_at=datetime.now(UTC),
     )
+    parsed = reply.event
     if reply.status != 200:
-        parsed = reply.event
+        telemetry.count("WebhooksRejected", status=str(reply.status))
         logger.warning(
             "webhook rejected",
             extra={
@@ -60,4 +62,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "headers": {"Content-Type": "application/json"},
             "body": reply.body,
         }
+    telemetry.count("EventsReceived", topic=parsed.topic if parsed else "")
     return {"statusCode": 200, "headers": {}, "body": ""}

@@ -210,7 +210,15 @@ def inventory_routes(kit: RouteKit) -> None:
 
 
 RouteModule = Callable[[RouteKit], None]
-ROUTE_MODULES: list[RouteModule] = [engine_routes, inventory_routes]
+
+
+def default_route_modules() -> list[RouteModule]:
+    """Every route of the API; the subsystems' modules import this one, hence the late import."""
+    from nanocmd_core.subsystems.cmdplan.http import cmdplan_routes
+    from nanocmd_core.subsystems.filevault.http import filevault_routes
+    from nanocmd_core.subsystems.profile.http import profile_routes
+
+    return [engine_routes, inventory_routes, profile_routes, filevault_routes, cmdplan_routes]
 
 
 def create_api(
@@ -228,7 +236,7 @@ def create_api(
             body=json.dumps({"version": settings.version}),
         )
 
-    for module in ROUTE_MODULES if modules is None else modules:
+    for module in default_route_modules() if modules is None else modules:
         module(kit)
 
     @api.not_found

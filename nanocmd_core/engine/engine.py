@@ -24,6 +24,7 @@ from nanocmd_core.engine.subscriptions import CachedSubscriptions, EventSubscrip
 from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
 from nanocmd_core.mdm.commands import Command, RawCommand
 from nanocmd_core.mdm.responses import CommandResponse, parse_response
+from nanocmd_core.observability import NoTelemetry, Telemetry
 from nanocmd_core.storage.engine_store import (
     DelayedCommandData,
     DelayedState,
@@ -223,6 +224,7 @@ class Engine:
         repush_interval: int = 86_400,
         scheduler: StepScheduler | None = None,
         subscriptions: CachedSubscriptions | None = None,
+        telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -232,6 +234,7 @@ class Engine:
         self.repush_interval = repush_interval
         self.scheduler = scheduler
         self.subscriptions = subscriptions
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.clock = clock
 
     def register(self, workflow: Workflow) -> None:
@@ -320,6 +323,7 @@ class Engine:
                 failed_ids=result.failed_ids,
                 client_error=workflow_errors_only,
             )
+        self.telemetry.count("WorkflowStarts", len(result.started_ids))
         logger.info(
             "workflow started",
             extra={
@@ -477,6 +481,7 @@ class Engine:
                 if reply.ok or getattr(reply, "already_exists", False):
                     continue
                 refused = reply.failed_ids or list(chunk)
+                self.telemetry.count("SendsFailed", len(refused))
                 answer = f"HTTP {reply.status}: {reply.detail}" if reply.status else reply.detail
                 for enrollment_id in refused:
                     failed.setdefault(
@@ -631,6 +636,7 @@ class Engine:
     ) -> None:
         tracked = self.store.lookup_command(enrollment_id, command_uuid)
         if tracked is None:  # CR-2: not ours, or its step already ended
+            self.telemetry.count("UntrackedReports")
             logger.debug(
                 "untracked command report",
                 extra={"enrollment_id": enrollment_id, "command_uuid": command_uuid},
@@ -638,6 +644,7 @@ class Engine:
             return
         step_id, request_type, canonical = tracked
         response = parse_response(request_type, raw_report)  # CR-3
+        self.telemetry.count("CommandReports", status=response.status)
         if response.command_uuid and response.command_uuid != command_uuid:  # GAP-24
             logger.warning(
                 "report CommandUUID differs from the webhook's; using the webhook's",
@@ -690,6 +697,7 @@ class Engine:
                 self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
                 raise
         self._finish(workflow, state, scope.enqueued)
+        self.telemetry.count("StepsCompleted")
         logger.info("step completed", extra=log)
 
     def _finish(self, workflow: Workflow, state: TargetState, enqueued: set[tuple[str, str, str]]) -> None:
@@ -793,6 +801,7 @@ class Engine:
         ids = self.store.claim_repushes(now - timedelta(seconds=self.repush_interval), now)
         if not ids:
             return 0
+        self.telemetry.count("RePushes", len(ids))
         for reply in self.mdm.push(ids):
             if not reply.ok:
                 logger.error(
@@ -836,6 +845,7 @@ class Engine:
                 logger.exception("workflow step timeout handler failed; a later sweep retries", extra=log)
                 return 0
         self._finish(workflow, state, scope.enqueued)
+        self.telemetry.count("StepsTimedOut")
         logger.info("step timed out", extra=log)
         return 1
 

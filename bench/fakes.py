@@ -1,0 +1,134 @@
+"""In-process stand-ins for what is not measured: the MDM server, Lambda's context and event shapes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import plistlib
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from nanocmd_core.mdmserver.client import ChunkResult
+
+
+class InMemoryMDMClient:
+    """An ``MDMServerClient`` that keeps what it is sent (NanoMDM-like: 30 ids a request): the
+    benchmarks measure the engine and DynamoDB, not an HTTP round trip to NanoMDM."""
+
+    max_ids_per_request = 30
+    supports_multi_target = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: list[tuple[list[str], bytes]] = []
+        self.pushed: list[str] = []
+
+    def enqueue(self, ids: Sequence[str], command_plist: bytes) -> ChunkResult:
+        with self._lock:
+            self.sent.append((list(ids), command_plist))
+        return ChunkResult(ids=list(ids), ok=True, status=200, detail="", failed_ids=[])
+
+    def push(self, ids: Sequence[str]) -> list[ChunkResult]:
+        with self._lock:
+            self.pushed += ids
+        return [ChunkResult(ids=list(ids), ok=True, status=200, detail="", failed_ids=[])]
+
+    def take_commands(self) -> dict[str, list[tuple[str, str]]]:
+        """Id → [(sent command UUID, request type)] of everything sent since the last call."""
+        with self._lock:
+            sent, self.sent = self.sent, []
+        by_id: dict[str, list[tuple[str, str]]] = {}
+        for ids, body in sent:
+            doc = plistlib.loads(body)
+            entry = (str(doc["CommandUUID"]), str(doc["Command"]["RequestType"]))
+            for i in ids:
+                by_id.setdefault(i, []).append(entry)
+        return by_id
+
+
+class LambdaContext:
+    """The attributes of Lambda's context object the handlers (Powertools) read."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def sqs_event(bodies: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """An SQS FIFO event as Lambda passes it, for (message group id, body) pairs; the intake's
+    ``received_at`` message attribute included."""
+    now = datetime.now(UTC)
+    millis = str(int(time.time() * 1000))
+    records = []
+    for group, body in bodies:
+        records.append(
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "bench",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": millis,
+                    "SenderId": "bench",
+                    "ApproximateFirstReceiveTimestamp": millis,
+                    "MessageGroupId": group,
+                    "MessageDeduplicationId": hashlib.sha256(body.encode()).hexdigest(),
+                    "SequenceNumber": "1",
+                },
+                "messageAttributes": {
+                    "received_at": {
+                        "stringValue": now.isoformat(),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": "String",
+                    }
+                },
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-events.fifo",
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+def proxy_event(method: str, path: str, query: dict[str, list[str]], authorization: str) -> dict[str, Any]:
+    """An API Gateway REST proxy event (the shape tests/integration/test_api.py uses)."""
+    headers = {"Host": "api.example", "Authorization": authorization}
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": "r",
+            "stage": "prod",
+            "httpMethod": method,
+            "path": path,
+            "resourcePath": "/{proxy+}",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

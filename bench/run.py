@@ -1,0 +1,86 @@
+"""``python -m bench.run [--quick] [--json out.json] [--only ddb,cold,throughput]``.
+
+Starts its own DynamoDB Local and sets the AWS environment itself (dummy credentials, loopback
+endpoints), so ``make bench`` runs on a fresh machine once ``make`` has installed things. Prints one
+table per benchmark, with the machine and date the figures belong to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from bench import cold_start, ddb_cost, report, stack, throughput
+from bench.recorder import DynamoDBRecorder
+
+ALL = ("ddb", "cold", "throughput")
+
+
+def _progress(message: str) -> None:
+    print(f"  … {message}", file=sys.stderr, flush=True)
+
+
+def _print_table(title: str, rendered: tuple[list[str], list[list[Any]], list[str]]) -> None:
+    headers, rows, notes = rendered
+    print(f"\n## {title}\n")
+    print(report.table(headers, rows))
+    for note in notes:
+        print(note)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small sizes only (about a minute)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    args = parser.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+
+    sizes = ddb_cost.QUICK_SIZES if args.quick else ddb_cost.SIZES
+    runs = 3 if args.quick else 10
+    devices, api_starts = (100, 50) if args.quick else (1_000, 200)
+    info = report.machine()
+    out: dict[str, Any] = {"machine": info, "quick": args.quick}
+    print("# nanocmd-serverless benchmarks")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}")
+    print(f"date: {info['date']}; load average at start: {' '.join(map(str, info['load_average']))}")
+
+    if "cold" in only:
+        results = cold_start.run(runs=runs, progress=_progress)
+        out["cold_start"] = [r.to_json() for r in results]
+        _print_table("Cold start (handler module import)", cold_start.render(results, runs))
+
+    if only & {"ddb", "throughput"}:
+        with ExitStack() as services:
+            services.enter_context(stack.dynamodb_local())
+            recorder = DynamoDBRecorder().install()
+            services.callback(recorder.uninstall)
+            if "ddb" in only:
+                table = services.enter_context(stack.fresh_table())
+                cost = ddb_cost.run(table, recorder, sizes=sizes, progress=_progress)
+                out["dynamodb_cost"] = cost.to_json()
+                _print_table("DynamoDB cost per event (DynamoDB Local)", ddb_cost.render(cost))
+            if "throughput" in only:
+                with stack.fresh_table() as table:
+                    tp = throughput.run(
+                        table, recorder, devices=devices, api_starts=api_starts, progress=_progress
+                    )
+                out["throughput"] = tp.to_json()
+                _print_table("Throughput, one worker", throughput.render(tp))
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, sort_keys=True, default=str)
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

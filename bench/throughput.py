@@ -1,0 +1,304 @@
+"""Benchmark 3: how many events one events-function worker processes per second on one core,
+what each costs in CPU (our code, the AWS SDK, Powertools) and in waiting on DynamoDB; and
+workflow starts per second through the API function.
+
+Driven through the real handlers, ``functions/events/app.py`` with SQS FIFO events of 10 records
+and ``functions/api/app.py`` with API Gateway proxy events, against DynamoDB Local. Only the MDM
+server is replaced (an in-memory client, by swapping the handler module's ``build_app`` for one
+that passes it), so the figures are the engine's, the SDK's and DynamoDB's.
+
+CPU split: a SIGPROF sampler (every millisecond of process CPU) charges each sample to the
+innermost frame that belongs to our code (nanocmd_core, functions), the AWS SDK (botocore,
+pynamodb, urllib3, ...) or Powertools; stdlib and pydantic frames count for whoever called them.
+cProfile cannot do that attribution (no stacks) and doubles the cost of call-heavy code. The
+split comes from a separate, sampled pass; the rates from an unsampled one. Waiting on DynamoDB
+is wall time minus process CPU (DynamoDB Local runs on the same cores, so it includes its CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from types import FrameType, ModuleType
+from typing import Any
+
+from bench.fakes import InMemoryMDMClient, LambdaContext, basic_auth, proxy_event, sqs_event
+from bench.recorder import DynamoDBRecorder
+from bench.stack import REPO_ROOT, silence_logs
+from infra.local.lambda_runtime import load_module
+from infra.local.run import reset_settings_cache
+from nanocmd_core import wiring
+from nanocmd_core.workflows.inventory import NAME as INVENTORY
+from tests.fakes.reports import connect_webhook, device_information, security_info
+
+TARGET_OURS_MS = 1.0
+TARGET_TOTAL_MS = 5.0
+API_KEY = "bench-api-key"
+BATCH = 10  # the most records an SQS FIFO event source mapping passes at once
+
+_OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sdk", ("/botocore/", "/pynamodb/", "/boto3/", "/urllib3/", "/s3transfer/", "/jmespath/", "/dateutil/")),
+    ("powertools", ("/aws_lambda_powertools/",)),
+    ("ours", ("/nanocmd_core/", str(REPO_ROOT / "functions") + "/")),
+)
+
+
+def _owner(frame: FrameType | None) -> str:
+    while frame is not None:
+        path = frame.f_code.co_filename
+        for owner, marks in _OWNERS:
+            if any(m in path for m in marks):
+                return owner
+        frame = frame.f_back
+    return "other"
+
+
+class StackSampler:
+    """Counts samples per owner every ``interval`` seconds of process CPU (SIGPROF)."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+
+    def _sample(self, signum: int, frame: FrameType | None) -> None:
+        self.counts[_owner(frame)] += 1
+
+    @contextmanager
+    def sampling(self) -> Iterator[StackSampler]:
+        previous = signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+        try:
+            yield self
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            signal.signal(signal.SIGPROF, previous)
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.counts.values()) or 1
+        return {k: self.counts.get(k, 0) / total for k in ("ours", "sdk", "powertools", "other")}
+
+
+@dataclass
+class Pass:
+    """One timed run of n units of work (events or starts)."""
+
+    n: int
+    wall: float
+    cpu: float
+    dynamodb_calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def per_second(self) -> float:
+        return self.n / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu / self.n * 1000
+
+    @property
+    def wait_ms(self) -> float:
+        return max(0.0, self.wall - self.cpu) / self.n * 1000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "wall_s": round(self.wall, 3),
+            "cpu_s": round(self.cpu, 3),
+            "per_second": round(self.per_second, 1),
+            "cpu_ms_per_unit": round(self.cpu_ms, 3),
+            "wait_ms_per_unit": round(self.wait_ms, 3),
+            "dynamodb_calls_per_unit": {
+                k: round(v / self.n, 3) for k, v in sorted(self.dynamodb_calls.items())
+            },
+        }
+
+
+@dataclass
+class ThroughputReport:
+    devices: int
+    start: Pass
+    events: Pass
+    split: dict[str, float]
+    inventory_written: int
+    api: Pass
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "devices": self.devices,
+            "start_via_engine": self.start.to_json(),
+            "events": self.events.to_json(),
+            "events_cpu_split_share": {k: round(v, 3) for k, v in self.split.items()},
+            "events_cpu_ms_by_owner": {k: round(v * self.events.cpu_ms, 3) for k, v in self.split.items()},
+            "inventory_written": self.inventory_written,
+            "api_starts": self.api.to_json(),
+            "targets_ms": {"ours": TARGET_OURS_MS, "total": TARGET_TOTAL_MS},
+        }
+
+
+@contextmanager
+def _timed(recorder: DynamoDBRecorder, n: int) -> Iterator[Pass]:
+    result = Pass(n=n, wall=0.0, cpu=0.0)
+    with recorder.recording() as calls:
+        w0, c0 = time.perf_counter(), time.process_time()
+        yield result
+        result.cpu = time.process_time() - c0
+        result.wall = time.perf_counter() - w0
+    result.dynamodb_calls = Counter(c.operation for c in calls)
+
+
+def _load_handler(name: str, client: InMemoryMDMClient) -> ModuleType:
+    """functions/<name>/app.py as Lambda loads it, wired to the in-memory MDM client."""
+    module = load_module(REPO_ROOT / "functions" / name / "app.py", f"bench_{name}_app")
+
+    def build_app(settings: Any, **kwargs: Any) -> wiring.App:
+        return wiring.build_app(settings, mdm=client, plugins=[], **kwargs)
+
+    module.build_app = build_app  # type: ignore[attr-defined]
+    silence_logs()
+    return module
+
+
+def _report_events(client: InMemoryMDMClient, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The devices' answers to the inventory step, as SQS events of 10 records."""
+    sent = client.take_commands()
+    records: list[tuple[str, str]] = []
+    for n, dev in enumerate(ids):
+        for command_uuid, request_type in sent[dev]:
+            if request_type == "DeviceInformation":
+                raw = device_information(
+                    command_uuid,
+                    dev,
+                    Model="Mac14,2",
+                    SerialNumber=f"C02{n:09d}",
+                    OSVersion="14.5",
+                    BuildVersion="23F79",
+                    DeviceName=f"Mac {n}",
+                    ModelName="MacBook Air",
+                    IsMultiUser=False,
+                )
+            else:
+                raw = security_info(
+                    command_uuid, dev, SystemIntegrityProtectionEnabled=True, FDE_Enabled=True
+                )
+            records.append((dev, connect_webhook(dev, command_uuid, raw).decode()))
+    return [sqs_event(records[i : i + BATCH]) for i in range(0, len(records), BATCH)]
+
+
+def _drive_events(module: ModuleType, events: Sequence[dict[str, Any]]) -> None:
+    with _quiet():
+        for event in events:
+            reply = module.handler(event, LambdaContext("EventsFunction"))
+            if reply.get("batchItemFailures"):
+                raise AssertionError(f"events handler failed records: {reply['batchItemFailures']}")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Powertools metrics print their EMF lines straight to stdout: still produced, not shown."""
+    with open(os.devnull, "w") as sink, redirect_stdout(sink):
+        yield
+
+
+def run(
+    table_name: str,
+    recorder: DynamoDBRecorder,
+    devices: int = 1_000,
+    api_starts: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> ThroughputReport:
+    os.environ["NANOCMD_API"] = API_KEY
+    os.environ["NANOCMD_TABLE"] = table_name
+    reset_settings_cache()
+    client = InMemoryMDMClient()
+    events_fn = _load_handler("events", client)
+    events_fn._app.cache_clear()
+    app = events_fn._app()
+    engine = app.engine
+
+    # warm-up (clients created, caches filled): a Lambda worker under load is warm
+    warm_ids = [f"w{n:06d}" for n in range(10)]
+    engine.start_workflow(INVENTORY, warm_ids)
+    _drive_events(events_fn, _report_events(client, warm_ids))
+
+    # start → enqueue: one API-style start for all ids (NanoMDM: 30 ids a request)
+    ids = [f"t{n:06d}" for n in range(devices)]
+    with _timed(recorder, devices) as start:
+        engine.start_workflow(INVENTORY, ids)
+    events = _report_events(client, ids)
+    n_events = sum(len(e["Records"]) for e in events)
+    with _timed(recorder, n_events) as processed:
+        _drive_events(events_fn, events)
+    if progress:
+        progress(f"throughput: {n_events} events in {processed.wall:.1f}s")
+
+    # the same again for a quarter of the devices, sampled, for the CPU split
+    sampled_ids = [f"s{n:06d}" for n in range(max(10, devices // 4))]
+    engine.start_workflow(INVENTORY, sampled_ids)
+    sampled_events = _report_events(client, sampled_ids)
+    sampler = StackSampler()
+    with sampler.sampling():
+        _drive_events(events_fn, sampled_events)
+
+    written = app.inventory.retrieve(ids)
+    complete = sum(1 for v in written.values() if "serial_number" in v and "sip_enabled" in v)
+
+    api_fn = _load_handler("api", client)
+    auth = basic_auth("nanocmd", API_KEY)
+    path = f"/v1/workflow/{INVENTORY}/start"
+    requests = [proxy_event("POST", path, {"id": [f"a{n:06d}"]}, auth) for n in range(api_starts)]
+    with _quiet():
+        api_fn.handler(proxy_event("POST", path, {"id": ["warm-api"]}, auth), LambdaContext("ApiFunction"))
+    with _timed(recorder, api_starts) as api, _quiet():
+        for request in requests:
+            reply = api_fn.handler(request, LambdaContext("ApiFunction"))
+            if reply["statusCode"] != 200:
+                raise AssertionError(
+                    f"start through the API answered {reply['statusCode']}: {reply.get('body')}"
+                )
+    if progress:
+        progress(f"throughput: {api_starts} API starts in {api.wall:.1f}s")
+    return ThroughputReport(
+        devices=devices,
+        start=start,
+        events=processed,
+        split=sampler.shares(),
+        inventory_written=complete,
+        api=api,
+    )
+
+
+def render(r: ThroughputReport) -> tuple[list[str], list[list[Any]], list[str]]:
+    ev = r.events
+    share = r.split
+    ours = share["ours"] * ev.cpu_ms
+    headers = ["measure", "value", "target"]
+    rows: list[list[Any]] = [
+        ["devices (inventory workflow)", r.devices, None],
+        ["inventory records written", r.inventory_written, r.devices],
+        ["start → enqueue, ids/s (engine, one start)", round(r.start.per_second, 1), None],
+        ["report events processed", ev.n, None],
+        ["events/s, one worker", round(ev.per_second, 1), None],
+        ["CPU ms per event, total", round(ev.cpu_ms, 3), f"≤ {TARGET_TOTAL_MS}"],
+        ["  our code (nanocmd_core, functions)", round(ours, 3), f"≤ {TARGET_OURS_MS}"],
+        ["  AWS SDK (botocore, pynamodb, urllib3)", round(share["sdk"] * ev.cpu_ms, 3), None],
+        ["  Powertools (batch, logger)", round(share["powertools"] * ev.cpu_ms, 3), None],
+        ["  other", round(share["other"] * ev.cpu_ms, 3), None],
+        ["waiting on DynamoDB, ms per event", round(ev.wait_ms, 3), None],
+        ["DynamoDB calls per event", round(sum(ev.dynamodb_calls.values()) / ev.n, 2), None],
+        ["API workflow starts/s (1 id each)", round(r.api.per_second, 1), None],
+        ["  CPU ms per API start", round(r.api.cpu_ms, 3), None],
+        ["  DynamoDB calls per API start", round(sum(r.api.dynamodb_calls.values()) / r.api.n, 2), None],
+    ]
+    verdict = "within" if ours <= TARGET_OURS_MS and ev.cpu_ms <= TARGET_TOTAL_MS else "ABOVE"
+    notes = [
+        "Driven through functions/events/app.py (SQS FIFO events, 10 records) and functions/api/app.py"
+        " (API Gateway proxy events); MDM server in memory.",
+        f"Per-event CPU {verdict} target. DynamoDB calls per event by operation: "
+        + ", ".join(f"{k} {v / ev.n:.2f}" for k, v in sorted(ev.dynamodb_calls.items())),
+    ]
+    return headers, rows, notes

@@ -1,0 +1,82 @@
+"""``io.micromdm.wf.fvrotate.v1``: rotate the FileVault personal recovery key with the escrowed
+one and escrow the new key the device returns encrypted to our certificate (workflows.md §8)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+
+from nanocmd_core.mdm.commands import FileVaultUnlock, RotateFileVaultKey
+from nanocmd_core.mdm.responses import MDMResponseError, RotateFileVaultKeyResponse
+from nanocmd_core.subsystems.filevault.service import FileVaultError, FileVaultOps
+from nanocmd_core.subsystems.filevault.storage import PRKStoreError
+from nanocmd_core.workflow import (
+    IncorrectCommandTypeError,
+    StepEnqueuer,
+    StepResult,
+    StepResultCommandLenMismatchError,
+    StepStart,
+    Workflow,
+    WorkflowError,
+)
+
+NAME = "io.micromdm.wf.fvrotate.v1"
+
+logger = Logger(child=True)
+
+
+class FileVaultRotateWorkflow(Workflow):
+    name = NAME
+
+    def __init__(self, enqueuer: StepEnqueuer, filevault: FileVaultOps) -> None:
+        super().__init__(enqueuer)
+        self.filevault = filevault
+
+    def start(self, step: StepStart) -> None:
+        """One step per id (workflows.md §1.5): each device unlocks with its own PRK."""
+        for enrollment_id in step.ids:
+            try:
+                certificate = self.filevault.retrieve_prk_cert_raw(enrollment_id)
+            except Exception as exc:
+                raise RuntimeError(f"retrieving PRK cert raw for {enrollment_id}: {exc}") from exc
+            try:
+                prk = self.filevault.retrieve_prk(enrollment_id)
+            except PRKStoreError as exc:
+                # nothing escrowed for this id is the caller's problem (400), not a server fault
+                message = f"retrieving PRK for {enrollment_id}: {exc}"
+                raise (RuntimeError(message) if exc.transient else WorkflowError(message)) from exc
+            command = RotateFileVaultKey(
+                key_type="personal",
+                file_vault_unlock=FileVaultUnlock(password=prk),
+                reply_encryption_certificate=certificate,
+            )
+            enqueueing = step.new_step_enqueueing(command)
+            enqueueing.ids = [enrollment_id]
+            try:
+                self.enqueue(enqueueing)
+            except Exception as exc:
+                raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
+
+    def step_completed(self, result: StepResult) -> None:
+        if len(result.command_results) != 1:
+            raise StepResultCommandLenMismatchError()
+        response = result.command_results[0]
+        if not isinstance(response, RotateFileVaultKeyResponse):
+            raise IncorrectCommandTypeError()
+        try:
+            response.validate_status()
+        except MDMResponseError as exc:
+            raise WorkflowError(f"validating rotate response: {exc}") from exc
+        encrypted = response.rotate_result.encrypted_new_recovery_key
+        if encrypted is None:
+            raise WorkflowError("rotate result has missing (nil) fields")
+        try:
+            self.filevault.escrow_prk(result.id, encrypted)
+        except FileVaultError as exc:
+            message = f"escrow PRK for {result.id}: {exc}"
+            if exc.transient:  # storage trouble: let the engine redeliver the step result
+                raise RuntimeError(message) from exc
+            raise WorkflowError(message) from exc
+        logger.info(
+            "rotated PRK escrowed",
+            extra={"workflow": NAME, "enrollment_id": result.id, "instance_id": result.instance_id},
+        )
