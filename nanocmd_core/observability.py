@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 
 from nanocmd_core.config import Settings
 
@@ -67,18 +67,32 @@ class MetricsTelemetry:
 
 def function_logger(settings: Settings) -> Logger:
     """The function's logger: JSON lines, service ``nanocmd``, DEBUG when ``NANOCMD_DEBUG``.
-    Library modules log through ``Logger(child=True)`` and so inherit it."""
-    return Logger(service=SERVICE, level="DEBUG" if settings.debug else None)
+    Library modules log through ``Logger(service="nanocmd", child=True)`` and so inherit it."""
+    logger = Logger(service=SERVICE)
+    if settings.debug:  # set on the shared "nanocmd" logger, whoever configured it first
+        logger.setLevel("DEBUG")
+    return logger
 
 
-def instrumented(logger: Logger, telemetry: MetricsTelemetry) -> Callable[[F], F]:
-    """Wrap a Lambda handler: Lambda context in every log line, metrics flushed at the end."""
+def function_tracer() -> Tracer:
+    """X-Ray tracing of the handler and of every AWS SDK call (botocore) it makes. Powertools
+    turns it off outside Lambda, so local runs and tests need no X-Ray daemon."""
+    return Tracer(service=SERVICE, patch_modules=["botocore"])
+
+
+def instrumented(
+    logger: Logger, telemetry: MetricsTelemetry, tracer: Tracer | None = None
+) -> Callable[[F], F]:
+    """Wrap a Lambda handler: traced, Lambda context in every log line, metrics flushed at the end."""
 
     def decorate(handler: F) -> F:
+        traced = tracer.capture_lambda_handler(handler) if tracer is not None else handler
+        logged = logger.inject_lambda_context(clear_state=True)(traced)
+
         @functools.wraps(handler)
         def wrapper(event: Any, context: Any) -> Any:
             try:
-                return logger.inject_lambda_context(clear_state=True)(handler)(event, context)
+                return logged(event, context)
             finally:
                 telemetry.flush()
 

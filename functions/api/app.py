@@ -7,11 +7,12 @@ from typing import Any
 
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import settings
-from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
+from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
 
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
+tracer = function_tracer()
 
 
 @cache
@@ -22,6 +23,6 @@ def _services() -> App:
 api = create_api(settings(), _services)
 
 
-@instrumented(logger, telemetry)
+@instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return api.resolve(event, context)

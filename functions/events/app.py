@@ -12,11 +12,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
 from nanocmd_core.engine.webhook_events import delayed_step_id, load_queued_webhook, process_webhook_event
-from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
+from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
 
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
+tracer = function_tracer()
 processor = SqsFifoPartialProcessor()
 MAX_RECEIVES = 5
 """The events queue's maxReceiveCount (template.yaml): the try after which SQS dead-letters."""
@@ -68,7 +69,7 @@ def record_handler(record: SQSRecord) -> None:
         logger.remove_keys(["enrollment_id", "topic"])
 
 
-@instrumented(logger, telemetry)
+@instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return dict(
         process_partial_response(

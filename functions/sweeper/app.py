@@ -8,11 +8,12 @@ from functools import cache
 from typing import Any
 
 from nanocmd_core.config import settings
-from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
+from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
 
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
+tracer = function_tracer()
 
 
 @cache
@@ -20,6 +21,6 @@ def _app() -> App:
     return build_app(settings(), telemetry=telemetry)
 
 
-@instrumented(logger, telemetry)
+@instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return asdict(_app().engine.sweep())

@@ -31,7 +31,7 @@ from nanocmd_core.engine.engine import (
 )
 from nanocmd_core.engine.subscriptions import SubscriptionError, parse_subscription
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 API_USER = "nanocmd"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -43,7 +43,7 @@ from nanocmd_core.workflow.workflow import Workflow
 if TYPE_CHECKING:
     from nanocmd_core.mdmserver.client import MDMServerClient
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 LOCK_TTL = timedelta(days=30)
 SEND_RETRY_DELAYS = (60, 120, 300, 600, 1800, 3600, 3600, 3600)

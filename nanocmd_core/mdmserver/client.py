@@ -40,7 +40,7 @@ from nanocmd_core.mdmserver.result import (
 )
 from nanocmd_core.mdmserver.urls import chunked, dedupe, normalise_base_url, request_url, validate_ids
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 CONTENT_TYPE = "application/xml"
 NANOMDM_MAX_IDS = 30  # the Go client's conservative limit on ids in one URL path

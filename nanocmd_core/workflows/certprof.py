@@ -39,7 +39,7 @@ from nanocmd_core.workflow import (
 NAME = "io.micromdm.wf.certprof.v1"
 STEP_PROFILE = "profile"
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 
 class Filter(GoJSONModel):

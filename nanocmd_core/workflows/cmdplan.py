@@ -27,7 +27,7 @@ from nanocmd_core.workflow import (
 
 NAME = "io.micromdm.wf.cmdplan.v1"
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 _SPECIAL = frozenset("*#$@!?-0123456789")
 

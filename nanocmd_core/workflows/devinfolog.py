@@ -19,7 +19,7 @@ from nanocmd_core.workflow import (
 NAME = "io.micromdm.wf.devinfolog.v1"
 QUERIES = ["UDID", "SerialNumber", "Model", "ModelName", "DeviceName", "OSVersion", "BuildVersion"]
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 
 def device_info_line(info: DeviceInformationResponse) -> str:

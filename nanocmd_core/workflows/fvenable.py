@@ -41,7 +41,7 @@ POLL_COUNTER = 180
 STEP_INSTALL = "install"
 STEP_POLL = "poll"
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 # The built-in template, byte for byte (workflows.md §7.7: 1940 bytes, SHA-256 a1566619…).
 PROFILE_TEMPLATE = (

@@ -21,7 +21,7 @@ from nanocmd_core.workflow import (
 
 NAME = "io.micromdm.wf.fvrotate.v1"
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 
 class FileVaultRotateWorkflow(Workflow):

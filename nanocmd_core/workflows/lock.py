@@ -31,7 +31,7 @@ KEY_SENT = NAME + ".sent"
 KEY_RECEIVED = NAME + ".received"
 KEY_MESSAGE_RESULT = NAME + ".message_result"
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 
 def new_pin() -> str:

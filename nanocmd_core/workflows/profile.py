@@ -32,7 +32,7 @@ from nanocmd_core.workflow import (
     WorkflowError,
 )
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 NAME = "io.micromdm.wf.profile.v1"
 STEP_LIST = "list"

@@ -24,7 +24,7 @@ from nanocmd_core.subsystems.cmdplan.storage import (
 if TYPE_CHECKING:
     from nanocmd_core.api.app import RouteKit
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 ROUTE = "/v1/cmdplan/<name>"
 

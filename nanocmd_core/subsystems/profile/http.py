@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from nanocmd_core.api.app import RouteKit, error_response, json_response
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 
-logger = Logger(child=True)
+logger = Logger(service="nanocmd", child=True)
 
 MOBILECONFIG_CONTENT_TYPE = "application/x-apple-aspen-config"
 
