@@ -66,6 +66,80 @@ def basic_auth_ok(authorization: str, api_key: str) -> bool:
     return bool(sep) and user_ok and password_ok
 
 
+@dataclass(frozen=True)
+class RouteSpec:
+    path: str
+    methods: list[str]
+    auth: bool
+    query: dict[str, bool]
+    body: str | None
+    summary: str
+
+
+def openapi_document(specs: list[RouteSpec], version: str) -> dict[str, Any]:
+    """OpenAPI 3 from the registered routes: paths, methods, parameters, bodies, auth, errors."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/JSONError"}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        path = re.sub(r"<([^>]+)>", r"{\1}", spec.path)
+        parameters: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            for name in re.findall(r"<([^>]+)>", spec.path)
+        ]
+        parameters += [
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "style": "form",
+                "explode": True,
+                "schema": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    **({"minItems": 1} if required else {}),
+                },
+            }
+            for name, required in spec.query.items()
+        ]
+        for method in spec.methods:
+            operation: dict[str, Any] = {
+                "summary": spec.summary or f"{method} {path}",
+                "parameters": parameters,
+                "responses": {
+                    "200": {"description": "success"},
+                    "204": {"description": "done, no content"},
+                    "400": {"description": "bad input", "content": error},
+                    "404": {"description": "not found", "content": error},
+                },
+            }
+            if spec.auth:
+                operation["security"] = [{"basicAuth": []}]
+                operation["responses"]["401"] = {"description": "unauthorized", "content": error}
+            if spec.body and method in {"PUT", "POST"}:
+                schema = (
+                    {"type": "object"}
+                    if spec.body == "application/json"
+                    else {"type": "string", "format": "binary"}
+                )
+                operation["requestBody"] = {"required": True, "content": {spec.body: {"schema": schema}}}
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "NanoCMD (serverless)", "version": version},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+            "schemas": {
+                "JSONError": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}},
+                    "required": ["error"],
+                }
+            },
+        },
+    }
+
+
 @dataclass
 class RouteKit:
     """What a module's routes need: the resolver, the services (``wiring.App``, built on first
@@ -76,6 +150,7 @@ class RouteKit:
     services: Callable[[], Any]
     allow: list[tuple[re.Pattern[str], list[str]]] = field(default_factory=list)
     """(path pattern, methods) of every route, for 405/OPTIONS with an Allow header (API-2)."""
+    specs: list[RouteSpec] = field(default_factory=list)
 
     def protected(self, handler: Handler) -> Handler:
         def wrapper(*args: Any, **kwargs: Any) -> Response[str]:
@@ -90,12 +165,24 @@ class RouteKit:
         wrapper.__name__ = handler.__name__
         return wrapper
 
-    def route(self, path: str, methods: list[str], *, auth: bool = True) -> Callable[[Handler], Handler]:
+    def route(
+        self,
+        path: str,
+        methods: list[str],
+        *,
+        auth: bool = True,
+        query: dict[str, bool] | None = None,
+        body: str | None = None,
+        summary: str = "",
+    ) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``path`` (Powertools ``<param>`` syntax; params arrive still
-        percent-encoded, decode them with ``unquote``); GET routes also answer HEAD."""
+        percent-encoded, decode them with ``unquote``); GET routes also answer HEAD. ``query``
+        (name → required; every query parameter may repeat) and ``body`` (its media type) go into
+        the OpenAPI document served at ``/openapi.json``."""
         if "GET" in methods and "HEAD" not in methods:
             methods = [*methods, "HEAD"]
         self.allow.append((re.compile("^" + re.sub(r"<[^>]+>", "[^/]+", path) + "$"), methods))
+        self.specs.append(RouteSpec(path, methods, auth, dict(query or {}), body, summary))
 
         def register(handler: Handler) -> Handler:
             self.api.route(path, method=methods)(self.protected(handler) if auth else handler)
@@ -124,7 +211,7 @@ class RouteKit:
 def engine_routes(kit: RouteKit) -> None:
     """Workflow starts and event subscriptions (api.md §5)."""
 
-    @kit.route("/v1/workflow/<name>/start", ["POST"])
+    @kit.route("/v1/workflow/<name>/start", ["POST"], query={"id": True, "context": False})
     def start_workflow(name: str) -> Response[str]:
         name = unquote(name)
         ids = kit.query_values("id")
@@ -168,7 +255,7 @@ def engine_routes(kit: RouteKit) -> None:
             return error_response(404, f"event subscription not found: {name}")
         return json_response(200, sub.to_json())
 
-    @kit.route("/v1/event/<name>", ["PUT"])
+    @kit.route("/v1/event/<name>", ["PUT"], body="application/json")
     def put_subscription(name: str) -> Response[str]:
         name = unquote(name)
         try:
@@ -205,8 +292,8 @@ def inventory_routes(kit: RouteKit) -> None:
             return error_response(400, "no IDs provided")
         return json_response(200, kit.services().inventory.retrieve(ids))
 
-    kit.route("/v1/inventory", ["GET"])(inventory)
-    kit.route("/inventory", ["GET"])(inventory)
+    kit.route("/v1/inventory", ["GET"], query={"id": True})(inventory)
+    kit.route("/inventory", ["GET"], query={"id": True})(inventory)
 
 
 RouteModule = Callable[[RouteKit], None]
@@ -228,6 +315,9 @@ def create_api(
     api = APIGatewayRestResolver()
     kit = RouteKit(api=api, settings=settings, services=services)
 
+    kit.specs.append(RouteSpec("/version", ["GET"], False, {}, None, "server version"))
+    kit.specs.append(RouteSpec("/webhook", ["POST"], False, {}, "application/json", "MDM server webhook"))
+
     @api.route("/version", method=ALL_METHODS)
     def version() -> Response[str]:
         return Response(
@@ -238,6 +328,10 @@ def create_api(
 
     for module in default_route_modules() if modules is None else modules:
         module(kit)
+
+    @kit.route("/openapi.json", ["GET"], auth=False, summary="this document")
+    def openapi() -> Response[str]:
+        return json_response(200, openapi_document(kit.specs, settings.version))
 
     @api.not_found
     def not_found(_: NotFoundError) -> Response[str]:

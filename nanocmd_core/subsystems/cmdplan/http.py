@@ -67,7 +67,7 @@ def cmdplan_routes(kit: RouteKit) -> None:
             return _error(404, str(exc))
         return _json(200, plan.to_json())
 
-    @kit.route(ROUTE, ["PUT"])
+    @kit.route(ROUTE, ["PUT"], body="application/json")
     def put_cmdplan(name: str) -> Response[str]:
         name = unquote(name)
         try:

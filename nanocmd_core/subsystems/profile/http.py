@@ -25,7 +25,7 @@ def profile_routes(kit: RouteKit) -> None:
         store: ProfileStore = kit.services().profiles
         return store
 
-    @kit.route("/v1/profile/<name>", ["PUT"])
+    @kit.route("/v1/profile/<name>", ["PUT"], body="application/x-apple-aspen-config")
     def put_profile(name: str) -> Response[str]:
         name = unquote(name)
         raw = kit.body()
@@ -60,7 +60,7 @@ def profile_routes(kit: RouteKit) -> None:
         logger.info("profile deleted", extra={"profile": name})
         return Response(status_code=204, body="")
 
-    @kit.route("/v1/profiles", ["GET"])
+    @kit.route("/v1/profiles", ["GET"], query={"name": False})
     def list_profiles() -> Response[str]:
         names = kit.query_values("name")
         store = profiles()
