@@ -4,6 +4,7 @@
 #   make test   the full test suite; tests start the services they need themselves
 #   make lint   ruff, mypy, cfn-lint
 #   make build  sam build (flags in samconfig.toml)
+#   make bench  DynamoDB cost per event, cold start, throughput (prints tables)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,7 +18,7 @@ NODE_DIR := infra/local
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: run test lint build deps java
+.PHONY: run test lint build deps java bench
 
 deps: $(PY_STAMP) $(NODE_STAMP) java
 
@@ -58,3 +59,7 @@ lint: $(PY_STAMP)
 
 build: $(PY_STAMP)
 	$(BIN)/sam build
+
+# figures, not tests: starts its own DynamoDB Local; --quick for small sizes, --json FILE to keep them
+bench: deps
+	$(BIN)/python -m bench.run

@@ -11,6 +11,7 @@ below do nothing of their own on completion, so what is counted is the engine's 
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 import zlib
@@ -233,7 +234,10 @@ def render(report: CostReport) -> tuple[list[str], list[list[Any]], list[str]]:
             continue
         flat, within = report.verdicts(kind)
         biggest = by_size[sizes[-1]]
-        calls = _ops(biggest.calls) if flat else " | ".join(f"{s}: {_ops(by_size[s].calls)}" for s in sizes)
+        same_calls = all(by_size[s].calls == biggest.calls for s in sizes)
+        calls = (
+            _ops(biggest.calls) if same_calls else " | ".join(f"{s}: {_ops(by_size[s].calls)}" for s in sizes)
+        )
         rcu = " / ".join(_num(by_size[s].rcu) for s in sizes)
         wcu = " / ".join(_num(by_size[s].wcu) + ("*" if by_size[s].estimated else "") for s in sizes)
         rows.append(
@@ -368,7 +372,7 @@ class CostBench:
     # --- the kinds --------------------------------------------------------------------------------
 
     def run_kind(self, kind: str, size: int) -> KindResult:
-        usages = [self._measure(lambda k=kind, r=rep: self._setup(k, size, r)) for rep in range(self.reps)]
+        usages = [self._measure(functools.partial(self._setup, kind, size, rep)) for rep in range(self.reps)]
         return KindResult.average(usages, per=30 if kind == "workflow start, 30 ids (per id)" else 1)
 
     def _setup(self, kind: str, size: int, rep: int) -> Callable[[], object]:
@@ -387,8 +391,13 @@ class CostBench:
             return lambda: self._report(dev, u)
         if kind == "final report, 3-command step":
             u1, u2, u3 = self._started(THREE, dev)
-            self._report(dev, u1)
-            self._report(dev, u2)
+            # the earlier answers came a while ago, so the measured one moves the re-push clock
+            self.engine.clock = lambda: datetime.now(UTC) - timedelta(seconds=30)
+            try:
+                self._report(dev, u1)
+                self._report(dev, u2)
+            finally:
+                self.engine.clock = lambda: datetime.now(UTC)
             return lambda: self._report(dev, u3)
         if kind == "TokenUpdate, 2 subscriptions":
             body = checkin_webhook("TokenUpdate", dev)

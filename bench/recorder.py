@@ -100,7 +100,7 @@ class DynamoDBRecorder:
             )
             return data
 
-        Connection._make_api_call = recording_call  # type: ignore[method-assign]
+        Connection._make_api_call = recording_call  # type: ignore[method-assign,assignment]
         return self
 
     def uninstall(self) -> None:

@@ -5,6 +5,8 @@ Figures are for ``make bench`` to print; a timing asserted here would be flaky o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from bench import cold_start, ddb_cost, report, throughput
@@ -12,9 +14,9 @@ from bench.recorder import DynamoDBRecorder
 
 
 @pytest.fixture
-def recorder() -> DynamoDBRecorder:
+def recorder() -> Iterator[DynamoDBRecorder]:
     rec = DynamoDBRecorder().install()
-    yield rec  # type: ignore[misc]
+    yield rec
     rec.uninstall()
 
 
