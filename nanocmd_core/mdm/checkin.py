@@ -26,7 +26,7 @@ __all__ = [
 class CheckinMessage(BaseModel):
     """Fields common to every check-in message; unknown keys are kept (``model_extra``)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=())
+    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=(), defer_build=True)
 
     message_type: str = Field(default="", alias="MessageType")
     udid: str = Field(default="", alias="UDID")

@@ -66,7 +66,7 @@ class Command(BaseModel):
     dropping a key from the command sent to devices.
     """
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", defer_build=True)
 
     request_type: ClassVar[str] = ""
 
@@ -269,7 +269,7 @@ class FileVaultUnlock(BaseModel):
     so a caller can send what a newer OS accepts.
     """
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
     password: str | None = Field(default=None, alias="Password")
     private_key_export: bytes | None = Field(default=None, alias="PrivateKeyExport")

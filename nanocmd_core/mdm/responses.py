@@ -66,7 +66,7 @@ class _AppleDict(BaseModel):
     ``protected_namespaces=()`` because Apple's ``ModelName`` maps to ``model_name``.
     """
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=())
+    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=(), defer_build=True)
 
 
 class ErrorChainItem(_AppleDict):
