@@ -1,1 +1,0 @@
-"""An example workflow package for nanocmd-serverless."""
