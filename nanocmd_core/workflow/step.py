@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from nanocmd_core.mdm.commands import Command, RawCommand
-from nanocmd_core.mdm.responses import CommandResponse
+from nanocmd_core.mdm.responses import CommandResponse, MDMResponseError
 from nanocmd_core.workflow.events import Event
 
 R = TypeVar("R", bound=CommandResponse)
@@ -83,6 +83,26 @@ class StepResult(StepContext):
     def result_of(self, response_type: type[R]) -> R | None:
         found = self.results_of(response_type)
         return found[0] if found else None
+
+    def single_response(self, response_type: type[R], what: str) -> R:
+        """The one response of a one-command step, of ``response_type`` and successful; else the
+        conventional workflow error (``what`` prefixes the MDM error, e.g. "validating X response")."""
+        from nanocmd_core.workflow.errors import (
+            IncorrectCommandTypeError,
+            StepResultCommandLenMismatchError,
+            WorkflowError,
+        )
+
+        if len(self.command_results) != 1:
+            raise StepResultCommandLenMismatchError()
+        response = self.command_results[0]
+        if not isinstance(response, response_type):
+            raise IncorrectCommandTypeError()
+        try:
+            response.validate_status()
+        except MDMResponseError as exc:
+            raise WorkflowError(f"{what}: {exc}") from exc
+        return response
 
 
 def unique_ids(ids: Sequence[str]) -> list[str]:

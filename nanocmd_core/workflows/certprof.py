@@ -19,17 +19,14 @@ from nanocmd_core.mdm.responses import (
     CertificateListItem,
     CertificateListResponse,
     InstallProfileResponse,
-    MDMResponseError,
 )
 from nanocmd_core.subsystems.cmdplan.storage import GoJSONModel
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
-    IncorrectCommandTypeError,
     IncorrectContextTypeError,
     JSONContext,
     StepEnqueuer,
     StepResult,
-    StepResultCommandLenMismatchError,
     StepStart,
     UnknownStepNameError,
     Workflow,
@@ -145,15 +142,7 @@ class CertProfWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _certificate_list(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        response = result.command_results[0]
-        if not isinstance(response, CertificateListResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating certificate list response: {exc}") from exc
+        response = result.single_response(CertificateListResponse, "validating certificate list response")
         ctx = checked_context(result.context)
         found = filter_certificates(response.certificate_list, ctx.filter or Filter())
         if len(found) > 1:
@@ -175,12 +164,4 @@ class CertProfWorkflow(Workflow):
         self.enqueue(result.new_step_enqueueing(InstallProfile(payload=payload), name=STEP_PROFILE))
 
     def _installed(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        response = result.command_results[0]
-        if not isinstance(response, InstallProfileResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating install profile response: {exc}") from exc
+        result.single_response(InstallProfileResponse, "validating install profile response")

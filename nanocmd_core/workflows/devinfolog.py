@@ -6,14 +6,11 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.mdm.commands import DeviceInformation
-from nanocmd_core.mdm.responses import DeviceInformationResponse, MDMResponseError
+from nanocmd_core.mdm.responses import DeviceInformationResponse
 from nanocmd_core.workflow import (
-    IncorrectCommandTypeError,
     StepResult,
-    StepResultCommandLenMismatchError,
     StepStart,
     Workflow,
-    WorkflowError,
 )
 
 NAME = "io.micromdm.wf.devinfolog.v1"
@@ -35,15 +32,7 @@ class DeviceInfoLogWorkflow(Workflow):
         self.enqueue(step.new_step_enqueueing(DeviceInformation(queries=list(QUERIES))))
 
     def step_completed(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        info = result.command_results[0]
-        if not isinstance(info, DeviceInformationResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            info.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating device information response: {exc}") from exc
+        info = result.single_response(DeviceInformationResponse, "validating device information response")
         logger.info(
             device_info_line(info),
             extra={"workflow": NAME, "enrollment_id": result.id, "instance_id": result.instance_id},

@@ -178,15 +178,7 @@ class FileVaultEnableWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _installed(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        response = result.command_results[0]
-        if not isinstance(response, InstallProfileResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating install response: {exc}") from exc
+        result.single_response(InstallProfileResponse, "validating install response")
         self._poll(result, POLL_COUNTER)
 
     def _polled(self, result: StepResult) -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.mdm.commands import FileVaultUnlock, RotateFileVaultKey
-from nanocmd_core.mdm.responses import MDMResponseError, RotateFileVaultKeyResponse
+from nanocmd_core.mdm.responses import RotateFileVaultKeyResponse
 from nanocmd_core.subsystems.filevault.service import FileVaultError, FileVaultOps
 from nanocmd_core.subsystems.filevault.storage import PRKStoreError
 from nanocmd_core.workflow import (
-    IncorrectCommandTypeError,
     StepEnqueuer,
     StepResult,
-    StepResultCommandLenMismatchError,
     StepStart,
     Workflow,
     WorkflowError,
@@ -57,15 +55,7 @@ class FileVaultRotateWorkflow(Workflow):
                 raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
 
     def step_completed(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        response = result.command_results[0]
-        if not isinstance(response, RotateFileVaultKeyResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating rotate response: {exc}") from exc
+        response = result.single_response(RotateFileVaultKeyResponse, "validating rotate response")
         encrypted = response.rotate_result.encrypted_new_recovery_key
         if encrypted is None:
             raise WorkflowError("rotate result has missing (nil) fields")

@@ -12,16 +12,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.mdm.commands import DeviceLock
-from nanocmd_core.mdm.responses import DeviceLockResponse, MDMResponseError
+from nanocmd_core.mdm.responses import DeviceLockResponse
 from nanocmd_core.subsystems.inventory.storage import InventoryStore
 from nanocmd_core.workflow import (
-    IncorrectCommandTypeError,
     StepEnqueuer,
     StepResult,
-    StepResultCommandLenMismatchError,
     StepStart,
     Workflow,
-    WorkflowError,
 )
 from nanocmd_core.workflows.common import local_timestamp
 
@@ -73,15 +70,7 @@ class LockWorkflow(Workflow):
                 raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
 
     def step_completed(self, result: StepResult) -> None:
-        if len(result.command_results) != 1:
-            raise StepResultCommandLenMismatchError()
-        response = result.command_results[0]
-        if not isinstance(response, DeviceLockResponse):
-            raise IncorrectCommandTypeError()
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"validating lock response: {exc}") from exc
+        response = result.single_response(DeviceLockResponse, "validating lock response")
         values: dict[str, Any] = {KEY_RECEIVED: local_timestamp(self.clock()), "last_source": NAME}
         if response.message_result:
             values[KEY_MESSAGE_RESULT] = response.message_result
