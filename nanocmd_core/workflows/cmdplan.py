@@ -3,14 +3,12 @@ DeviceConfigured — typically on enrollment (workflows.md §5)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.mdm.checkin import TokenUpdate
 from nanocmd_core.mdm.commands import Command, DeviceConfigured, InstallApplication, InstallProfile
-from nanocmd_core.mdm.responses import CommandResponse, MDMResponseError
 from nanocmd_core.subsystems.cmdplan.storage import CommandPlan, CommandPlanNotFoundError, CommandPlanStore
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
@@ -24,6 +22,7 @@ from nanocmd_core.workflow import (
     Workflow,
     WorkflowError,
 )
+from nanocmd_core.workflows.common import log_install_results
 
 NAME = "io.micromdm.wf.cmdplan.v1"
 
@@ -99,39 +98,6 @@ def device_configured_skip_reason(event: Event | None) -> str | None:
     if not event.data.awaiting_configuration:
         return "not awaiting configuration"
     return None
-
-
-def log_install_results(workflow: str, result: StepResult) -> None:
-    """Tally statuses and log invalid responses; the workflow ends either way (workflows.md
-    §4.5): a failed install is the admin's to see, not something to retry."""
-    counts: Counter[str] = Counter()
-    for response in result.command_results:
-        counts[response.status] += 1
-        try:
-            response.validate_status()
-        except MDMResponseError as exc:
-            logger.info(
-                "command response invalid",
-                extra={
-                    "workflow": workflow,
-                    "enrollment_id": result.id,
-                    "command_uuid": response.command_uuid,
-                    "request_type": _request_type(response),
-                    "error": str(exc),
-                },
-            )
-    logger.debug(
-        "step results",
-        extra={
-            "workflow": workflow,
-            "enrollment_id": result.id,
-            **{f"count_{status.lower()}": n for status, n in counts.items()},
-        },
-    )
-
-
-def _request_type(response: CommandResponse) -> str:
-    return type(response).request_type or "unknown"
 
 
 class CommandPlanWorkflow(Workflow):

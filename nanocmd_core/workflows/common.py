@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
+
+from aws_lambda_powertools import Logger
+
+from nanocmd_core.mdm.responses import CommandResponse, MDMResponseError
+from nanocmd_core.workflow import StepResult
+
+logger = Logger(service="nanocmd", child=True)
 
 
 def local_timestamp(when: datetime) -> str:
@@ -16,3 +24,36 @@ def local_timestamp(when: datetime) -> str:
         digits = digits.rstrip("0")
         text = f"{head}.{digits}{offset}" if digits else f"{head}{offset}"
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def log_install_results(workflow: str, result: StepResult) -> None:
+    """Tally statuses and log invalid responses; the workflow ends either way (workflows.md
+    §4.5): a failed install is the admin's to see, not something to retry."""
+    counts: Counter[str] = Counter()
+    for response in result.command_results:
+        counts[response.status] += 1
+        try:
+            response.validate_status()
+        except MDMResponseError as exc:
+            logger.info(
+                "command response invalid",
+                extra={
+                    "workflow": workflow,
+                    "enrollment_id": result.id,
+                    "command_uuid": response.command_uuid,
+                    "request_type": _request_type(response),
+                    "error": str(exc),
+                },
+            )
+    logger.debug(
+        "step results",
+        extra={
+            "workflow": workflow,
+            "enrollment_id": result.id,
+            **{f"count_{status.lower()}": n for status, n in counts.items()},
+        },
+    )
+
+
+def _request_type(response: CommandResponse) -> str:
+    return type(response).request_type or "unknown"

@@ -10,7 +10,6 @@ step context and the store is read again on completion, so a re-upload in betwee
 
 from __future__ import annotations
 
-from collections import Counter
 from enum import Enum
 from typing import Any
 
@@ -31,6 +30,7 @@ from nanocmd_core.workflow import (
     Workflow,
     WorkflowError,
 )
+from nanocmd_core.workflows.common import log_install_results
 
 logger = Logger(service="nanocmd", child=True)
 
@@ -150,27 +150,4 @@ class ProfileWorkflow(Workflow):
 
     def _installed(self, result: StepResult) -> None:
         """Log the outcome; the workflow ends either way (workflows.md §4.5)."""
-        counts: Counter[str] = Counter()
-        for response in result.command_results:
-            counts[response.status] += 1
-            try:
-                response.validate_status()
-            except MDMResponseError as exc:
-                logger.info(
-                    "profile command failed",
-                    extra={
-                        "instance_id": result.instance_id,
-                        "enrollment_id": result.id,
-                        "command_uuid": response.command_uuid,
-                        "request_type": response.request_type,
-                        "error": str(exc),
-                    },
-                )
-        logger.debug(
-            "profile commands done",
-            extra={
-                "instance_id": result.instance_id,
-                "enrollment_id": result.id,
-                **{f"count_{status.lower()}": n for status, n in counts.items()},
-            },
-        )
+        log_install_results(self.name, result)
