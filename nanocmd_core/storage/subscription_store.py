@@ -65,7 +65,7 @@ class DynamoSubscriptionStore:
         }
 
     def all(self) -> dict[str, EventSubscription]:
-        """Every subscription: one index Query per event type (seven), never a Scan."""
+        """Every subscription: one index Query per event type (seven), never a table scan."""
         found: dict[str, EventSubscription] = {}
         for flag in EVENT_NAMES:
             found.update(self.by_event(flag))

@@ -5,7 +5,7 @@
 | PROF#<name>  | PROF | ProfileItem: identifier, UUID, size, and the raw bytes or their S3 key |
 
 Every profile is also in the sparse KEYS_ONLY index ``gsi2`` under ``PROFILES`` (sort key: last
-upload, epoch seconds), so "all profiles" is a Query, never a Scan.
+upload, epoch seconds), so "all profiles" is a Query, never a table scan.
 
 A DynamoDB item holds at most 400 KB. Profiles above ``INLINE_LIMIT`` bytes (signed profiles with
 embedded certificates or packages easily are) go to S3 under a fresh key per upload; the item keeps
