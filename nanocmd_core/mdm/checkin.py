@@ -7,10 +7,10 @@ which handler runs.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from nanocmd_core.mdm.errors import CheckinParseError, ReportParseError, validation_summary
-from nanocmd_core.mdm.responses import load_plist_dict
+from nanocmd_core.mdm.responses import EnrollmentIdentity, load_plist_dict
 
 __all__ = [
     "CHECKIN_TYPES",
@@ -23,18 +23,10 @@ __all__ = [
 ]
 
 
-class CheckinMessage(BaseModel):
+class CheckinMessage(EnrollmentIdentity):
     """Fields common to every check-in message; unknown keys are kept (``model_extra``)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow", protected_namespaces=(), defer_build=True)
-
     message_type: str = Field(default="", alias="MessageType")
-    udid: str = Field(default="", alias="UDID")
-    user_id: str = Field(default="", alias="UserID")
-    user_short_name: str = Field(default="", alias="UserShortName")
-    user_long_name: str = Field(default="", alias="UserLongName")
-    enrollment_id: str = Field(default="", alias="EnrollmentID")
-    enrollment_user_id: str = Field(default="", alias="EnrollmentUserID")
     topic: str = Field(default="", alias="Topic")
 
     raw: bytes = Field(default=b"", exclude=True, repr=False)

@@ -34,6 +34,7 @@ __all__ = [
     "DeviceConfiguredResponse",
     "DeviceInformationResponse",
     "DeviceLockResponse",
+    "EnrollmentIdentity",
     "ErrorChainItem",
     "InstallApplicationResponse",
     "InstallProfileResponse",
@@ -83,7 +84,18 @@ class ErrorChainItem(_AppleDict):
         return f"{desc} ({self.error_domain}, {self.error_code})"
 
 
-class CommandResponse(_AppleDict):
+class EnrollmentIdentity(_AppleDict):
+    """Who sent a report or a check-in: the enrollment identifiers every device message carries."""
+
+    udid: str = Field(default="", alias="UDID")
+    user_id: str = Field(default="", alias="UserID")
+    user_short_name: str = Field(default="", alias="UserShortName")
+    user_long_name: str = Field(default="", alias="UserLongName")
+    enrollment_id: str = Field(default="", alias="EnrollmentID")
+    enrollment_user_id: str = Field(default="", alias="EnrollmentUserID")
+
+
+class CommandResponse(EnrollmentIdentity):
     """The fields every report carries; also the result type of unknown request types."""
 
     request_type: ClassVar[str] = ""
@@ -92,12 +104,6 @@ class CommandResponse(_AppleDict):
     status: str = Field(default="", alias="Status")
     not_on_console: bool = Field(default=False, alias="NotOnConsole")
     error_chain: list[ErrorChainItem] | None = Field(default=None, alias="ErrorChain")
-    udid: str = Field(default="", alias="UDID")
-    user_id: str = Field(default="", alias="UserID")
-    user_short_name: str = Field(default="", alias="UserShortName")
-    user_long_name: str = Field(default="", alias="UserLongName")
-    enrollment_id: str = Field(default="", alias="EnrollmentID")
-    enrollment_user_id: str = Field(default="", alias="EnrollmentUserID")
 
     raw: bytes = Field(default=b"", exclude=True, repr=False)
     """The report bytes as received; set by ``parse_response``, never dumped."""
