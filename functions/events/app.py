@@ -18,7 +18,8 @@ from nanocmd_core.wiring import App, build_app
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
 tracer = function_tracer()
-processor = SqsFifoPartialProcessor()
+# a failing event holds back only its own enrollment's later events in the batch, not other devices'
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 MAX_RECEIVES = 5
 """The events queue's maxReceiveCount (template.yaml): the try after which SQS dead-letters."""
 
