@@ -191,6 +191,11 @@ def _done_count() -> Any:
     return size(StepTarget.done)  # type: ignore[no-untyped-call]
 
 
+def _lease_free(lease: Any, now: datetime) -> Any:
+    """Condition: nobody holds ``lease`` (unset, or its end has passed)."""
+    return lease.does_not_exist() | (lease < _epoch(now))
+
+
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
 
@@ -364,36 +369,27 @@ class DynamoEngineStore:
         """Claim an unfinished step target for its timeout, or None when it completed, vanished or
         another sweep holds it. From here reports are ignored (a report and a timeout racing end
         in exactly one of the two: this update and the report's are serialised on one item)."""
-        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-        condition = (
-            StepTarget.pk.exists()
-            & (StepTarget.done.does_not_exist() | (_done_count() < StepTarget.n_commands))
-            & (StepTarget.timing_out.does_not_exist() | (StepTarget.timing_out < _epoch(now)))
-        )
-        with _conditional() as write:
-            target.update(
-                actions=[StepTarget.timing_out.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
-            )
-        if write.failed:
-            return None
-        return _target_state(target)
+        unfinished = StepTarget.done.does_not_exist() | (_done_count() < StepTarget.n_commands)
+        return self._claim_target(enrollment_id, step_id, StepTarget.timing_out, unfinished, now)
 
     def claim_stuck_completion(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
         """A step whose final report was recorded but whose delivery never finished (the process
         died): claim it once the delivery lease is over, so the sweep delivers it."""
+        complete = _done_count() == StepTarget.n_commands
+        return self._claim_target(enrollment_id, step_id, StepTarget.claimed_until, complete, now)
+
+    @staticmethod
+    def _claim_target(
+        enrollment_id: str, step_id: str, lease: Any, state: Any, now: datetime
+    ) -> TargetState | None:
+        """Take ``lease`` on a live step target in ``state`` unless someone else holds it."""
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-        condition = (
-            StepTarget.pk.exists()
-            & (_done_count() == StepTarget.n_commands)
-            & (StepTarget.claimed_until.does_not_exist() | (StepTarget.claimed_until < _epoch(now)))
-        )
         with _conditional() as write:
             target.update(
-                actions=[StepTarget.claimed_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
+                actions=[lease.set(_epoch(now) + DELIVERY_LEASE)],
+                condition=StepTarget.pk.exists() & state & _lease_free(lease, now),
             )
-        if write.failed:
-            return None
-        return _target_state(target)
+        return None if write.failed else _target_state(target)
 
     # --- delayed steps ------------------------------------------------------------------------
 
@@ -435,9 +431,7 @@ class DynamoEngineStore:
     def claim_delayed(self, step_id: str, now: datetime) -> DelayedState | None:
         """Claim a delayed step for sending (once: the schedule and a sweep may both try)."""
         item = DelayedStep(DELAYED + step_id, _DELAYED_SK)
-        condition = DelayedStep.pk.exists() & (
-            DelayedStep.sending_until.does_not_exist() | (DelayedStep.sending_until < _epoch(now))
-        )
+        condition = DelayedStep.pk.exists() & _lease_free(DelayedStep.sending_until, now)
         with _conditional() as write:
             item.update(
                 actions=[DelayedStep.sending_until.set(_epoch(now) + DELIVERY_LEASE)], condition=condition
