@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import plistlib
 import threading
@@ -102,33 +101,3 @@ def sqs_event(bodies: Sequence[tuple[str, str]]) -> dict[str, Any]:
             }
         )
     return {"Records": records}
-
-
-def proxy_event(method: str, path: str, query: dict[str, list[str]], authorization: str) -> dict[str, Any]:
-    """An API Gateway REST proxy event (the shape tests/integration/test_api.py uses)."""
-    headers = {"Host": "api.example", "Authorization": authorization}
-    return {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": "r",
-            "stage": "prod",
-            "httpMethod": method,
-            "path": path,
-            "resourcePath": "/{proxy+}",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-
-
-def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
-from bench.fakes import InMemoryMDMClient, LambdaContext, basic_auth, proxy_event, sqs_event
+from bench.fakes import InMemoryMDMClient, LambdaContext, sqs_event
 from bench.recorder import DynamoDBRecorder
 from bench.stack import REPO_ROOT, silence_logs
+from infra.local.events import basic_auth, proxy_event
 from infra.local.lambda_runtime import load_module
 from infra.local.run import reset_settings_cache
 from nanocmd_core import wiring

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from infra.local.events import basic_auth as basic
+from infra.local.events import proxy_event
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient
@@ -29,43 +30,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
-
-
-def proxy_event(
-    method: str,
-    path: str,
-    query: dict[str, list[str]] | None = None,
-    auth: str | None = None,
-    body: bytes | None = None,
-) -> dict[str, Any]:
-    headers = {"Host": "api.example"}
-    if auth is not None:
-        headers["Authorization"] = auth
-    return {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": "r",
-            "stage": "prod",
-            "httpMethod": method,
-            "path": path,
-            "resourcePath": "/{proxy+}",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": base64.b64encode(body).decode() if body else None,
-        "isBase64Encoded": bool(body),
-    }
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @dataclass
