@@ -272,9 +272,14 @@ def test_a_poison_event_lands_in_the_dead_letter_queue(local_stack: Any, fake_md
     assert webhook(local_stack, connect_webhook(udid, uuid, broken)) == 200
     assert local_stack.wait_queue_empty(timeout=60)
     dlq = local_stack.provisioned.ref("EventsDeadLetterQueue")
-    messages = boto3.client("sqs").receive_message(
-        QueueUrl=dlq, MaxNumberOfMessages=10, AttributeNames=["All"]
-    )["Messages"]
+    sqs = boto3.client("sqs")
+    # the move to the DLQ happens on the receive after the last try: poll until it is there
+    messages = eventually(
+        lambda: sqs.receive_message(
+            QueueUrl=dlq, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+        ).get("Messages"),
+        timeout=60,
+    )
     [parked] = messages
     assert json.loads(parked["Body"])["acknowledge_event"]["command_uuid"] == uuid
     assert parked["Attributes"]["MessageGroupId"] == udid
