@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pynamodb.attributes import UnicodeAttribute
 from pynamodb.models import Model
 
 from bench.fakes import InMemoryMDMClient
@@ -59,6 +60,12 @@ from tests.fakes.reports import checkin_webhook, connect_webhook, idle_webhook, 
 SIZES = (10, 1_000, 10_000)
 QUICK_SIZES = (10,)
 SWEEP_QUERIES = 3 * TIMEOUT_INDEX_SHARDS  # delayed sends, timeouts and re-pushes: 8 shards each
+
+
+class _FleetInventory(InventoryItem):
+    """An inventory record as the inventory store writes it (one attribute per key)."""
+
+    serial_number = UnicodeAttribute(attr_name="v:serial_number")
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,7 @@ class CostBench:
             dev = f"d{n:06d}"
             pk = enrollment_pk(dev)
             items.append(WorkflowStart(pk, START + IDLE.name, started_at=epoch))
-            items.append(InventoryItem(INVENTORY + dev, "INV", values={"serial_number": f"S{n:09d}"}))
+            items.append(_FleetInventory(INVENTORY + dev, "INV", serial_number=f"S{n:09d}"))
             if n % 10 == 0:
                 items += self._mid_step(dev, instance, epoch)
         chunks = [items[i : i + 500] for i in range(0, len(items), 500)]

@@ -7,11 +7,12 @@ import plistlib
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from nanocmd_core.mdmserver.client import ChunkResult
+from nanocmd_core.webhook.intake import accept_webhook
 
 
 class InMemoryMDMClient:
@@ -65,13 +66,30 @@ class LambdaContext:
         return 900_000
 
 
-def sqs_event(bodies: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """An SQS FIFO event as Lambda passes it, for (message group id, body) pairs; the intake's
-    ``received_at`` message attribute included."""
-    now = datetime.now(UTC)
+class _CapturingQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+
+    def send(self, body: str, group_id: str, dedup_id: str, attributes: dict[str, str]) -> None:
+        self.sent.append((group_id, body, attributes))
+
+
+def through_intake(webhooks: Iterable[bytes]) -> list[tuple[str, str, dict[str, str]]]:
+    """(message group id, body, message attributes) of each webhook as the webhook intake puts
+    it on the events queue."""
+    queue = _CapturingQueue()
+    for body in webhooks:
+        reply = accept_webhook(body, {}, queue=queue, hmac_key="", blobs=None, received_at=datetime.now(UTC))
+        if reply.status != 200:
+            raise AssertionError(f"the intake refused a bench webhook: {reply.status} {reply.error}")
+    return queue.sent
+
+
+def sqs_event(messages: Sequence[tuple[str, str, dict[str, str]]]) -> dict[str, Any]:
+    """An SQS FIFO event as Lambda passes it, for (message group id, body, attributes) triples."""
     millis = str(int(time.time() * 1000))
     records = []
-    for group, body in bodies:
+    for group, body, attributes in messages:
         records.append(
             {
                 "messageId": str(uuid.uuid4()),
@@ -87,12 +105,13 @@ def sqs_event(bodies: Sequence[tuple[str, str]]) -> dict[str, Any]:
                     "SequenceNumber": "1",
                 },
                 "messageAttributes": {
-                    "received_at": {
-                        "stringValue": now.isoformat(),
+                    name: {
+                        "stringValue": value,
                         "stringListValues": [],
                         "binaryListValues": [],
                         "dataType": "String",
                     }
+                    for name, value in attributes.items()
                 },
                 "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "eventSource": "aws:sqs",

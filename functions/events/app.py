@@ -11,7 +11,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
-from nanocmd_core.engine.webhook_events import delayed_step_id, load_queued_webhook, process_webhook_event
+from nanocmd_core.engine.webhook_events import (
+    delayed_step_id,
+    load_queued_webhook,
+    process_webhook_event,
+    report_keys,
+)
 from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
 
@@ -72,8 +77,9 @@ def record_handler(record: SQSRecord) -> None:
 
 @instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+    with _app().engine.reports_ahead(report_keys(event.get("Records") or [])):
+        return dict(
+            process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
         )
-    )

@@ -10,13 +10,12 @@ from typing import Any
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.aws.queue import SQSEventQueue
 from nanocmd_core.config import settings
-from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
+from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.webhook.intake import accept_webhook
 
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
-# No Powertools tracer here: the X-Ray SDK would triple this function's cold start for a path
-# of one SQS call; Lambda's active tracing (template.yaml) still traces every invocation.
+tracer = function_tracer()
 
 
 @cache
@@ -30,7 +29,7 @@ def _blobs() -> S3BlobStore | None:
     return S3BlobStore(bucket) if bucket else None
 
 
-@instrumented(logger, telemetry)
+@instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = settings()
     raw = event.get("body") or ""

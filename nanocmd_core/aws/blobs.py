@@ -14,9 +14,9 @@ class BlobStore(Protocol):
 class S3BlobStore:
     def __init__(self, bucket: str, client: Any = None) -> None:
         if client is None:
-            import boto3
+            from nanocmd_core.aws.clients import aws_client
 
-            client = boto3.client("s3")
+            client = aws_client("s3")
         self.bucket = bucket
         self.client = client
 

@@ -15,9 +15,9 @@ class SQSEventQueue:
 
     def __init__(self, queue_url: str, client: Any = None) -> None:
         if client is None:
-            import boto3
+            from nanocmd_core.aws.clients import aws_client
 
-            client = boto3.client("sqs")
+            client = aws_client("sqs")
         self.queue_url = queue_url
         self.client = client
 

@@ -22,9 +22,9 @@ def send_step_message(step_id: str) -> str:
 class EventBridgeStepScheduler:
     def __init__(self, group: str, role_arn: str, target_arn: str, client: Any = None) -> None:
         if client is None:
-            import boto3
+            from nanocmd_core.aws.clients import aws_client
 
-            client = boto3.client("scheduler")
+            client = aws_client("scheduler")
         self.group = group
         self.role_arn = role_arn
         self.target_arn = target_arn

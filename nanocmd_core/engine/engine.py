@@ -9,8 +9,8 @@ enrollment ids, command UUIDs and raw plists. Storage and the MDM server sit beh
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +58,7 @@ class EngineStore(Protocol):
     """What the engine needs from storage (storage/engine_store.py implements it on DynamoDB)."""
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None: ...
+    def prefetched_commands(self, pairs: Iterable[tuple[str, str]]) -> AbstractContextManager[None]: ...
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None: ...
     def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None: ...
     def record_report(
@@ -630,6 +631,11 @@ class Engine:
         return None
 
     # --- command reports (§2.4) ------------------------------------------------------------
+
+    def reports_ahead(self, pairs: Iterable[tuple[str, str]]) -> AbstractContextManager[None]:
+        """Around a batch of events: the (enrollment id, command UUID) of the reports in it,
+        looked up together (one DynamoDB call for the batch instead of one per report)."""
+        return self.store.prefetched_commands(pairs)
 
     def handle_command_report(
         self, enrollment_id: str, command_uuid: str, raw_report: bytes, mdm_context: MDMContext | None = None

@@ -4,14 +4,16 @@ and the "send this delayed step" messages of one-time schedules."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 from nanocmd_core.aws.blobs import BlobStore
 from nanocmd_core.aws.scheduler import SEND_STEP_KEY
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
-from nanocmd_core.webhook.intake import BLOB_POINTER
+from nanocmd_core.webhook.intake import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE
 from nanocmd_core.workflow.step import MDMContext
 
 
@@ -52,3 +54,14 @@ def delayed_step_id(body: str) -> str | None:
     doc = json.loads(body)
     step_id = doc.get(SEND_STEP_KEY) if isinstance(doc, dict) and len(doc) == 1 else None
     return step_id if isinstance(step_id, str) and step_id else None
+
+
+def report_keys(records: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    """(enrollment id, command UUID) of each command report in a batch of SQS records, read from
+    the message group and the attribute the intake set, without loading or parsing a body."""
+    for record in records:
+        group = (record.get("attributes") or {}).get("MessageGroupId")
+        attribute = (record.get("messageAttributes") or {}).get(COMMAND_UUID_ATTRIBUTE) or {}
+        command_uuid = attribute.get("stringValue")
+        if isinstance(group, str) and isinstance(command_uuid, str) and group and command_uuid:
+            yield group, command_uuid

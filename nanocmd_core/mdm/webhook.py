@@ -137,7 +137,7 @@ _Timestamp = Annotated[datetime | None, BeforeValidator(_parse_rfc3339)]
 class _GoJSONModel(BaseModel):
     """Base that maps incoming keys onto field names the way Go's JSON decoder does."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -22,8 +22,10 @@ Query of a sparse index that holds only what is due.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -35,6 +37,7 @@ from pynamodb.models import Model
 from nanocmd_core.storage.models import (
     COMMAND,
     DELAYED,
+    ENROLLMENT,
     LOCK,
     START,
     STEP,
@@ -58,6 +61,9 @@ PUSH_PREFIX = "PUSH#"
 SEND_PREFIX = "SEND#"
 _DELAYED_SK = "DELAY"
 DELIVERY_LEASE = 900
+_PREFETCHED: ContextVar[dict[tuple[str, str], TrackedCommand | None] | None] = ContextVar(
+    "nanocmd_prefetched_commands", default=None
+)
 """Seconds a claim on a step (completion, timeout or send) is held before another worker may take
 it over: the longest a Lambda invocation can run, so a live claimant is never overtaken. Claims
 compare leases with the real clock (the caller's), not with the time a sweep looks due at."""
@@ -207,6 +213,7 @@ class DynamoEngineStore:
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None:
         """Store step targets and their command records; all or nothing (SC-3)."""
+        self._forget_prefetched(t.enrollment_id for t in targets)
         written: list[StepTarget | CommandRecord] = []
         items: list[tuple[StepTarget | CommandRecord, bool]] = []
         for t in targets:
@@ -274,10 +281,45 @@ class DynamoEngineStore:
             ]
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
 
+    @contextmanager
+    def prefetched_commands(self, pairs: Iterable[tuple[str, str]]) -> Iterator[None]:
+        """Look up the command records of a batch of reports in one consistent BatchGetItem;
+        ``lookup_command`` answers from it inside the block, once per pair.
+
+        The answers stay right: a prefetched record a later write removed (its step completed or
+        was cancelled) only makes the report's conditional update fail, as a live lookup's miss
+        would; and every write that adds or removes an id's records here drops that id's
+        prefetched answers, so they are looked up live again."""
+        keys = list(dict.fromkeys((i, u) for i, u in pairs if i and u))
+        found: dict[tuple[str, str], TrackedCommand | None] = dict.fromkeys(keys)
+        if keys:
+            wanted = [(enrollment_pk(i), COMMAND + u) for i, u in keys]
+            for rec in CommandRecord.batch_get(wanted, consistent_read=True):
+                command_uuid = rec.sk.removeprefix(COMMAND)
+                found[(rec.pk.removeprefix(ENROLLMENT), command_uuid)] = TrackedCommand(
+                    rec.step_id, rec.request_type, rec.canonical or command_uuid
+                )
+        token = _PREFETCHED.set(found)
+        try:
+            yield
+        finally:
+            _PREFETCHED.reset(token)
+
+    @staticmethod
+    def _forget_prefetched(enrollment_ids: Iterable[str]) -> None:
+        prefetched = _PREFETCHED.get()
+        if prefetched:
+            ids = set(enrollment_ids)
+            for key in [k for k in prefetched if k[0] in ids]:
+                del prefetched[key]
+
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None:
         """SC-1: the step and request type of a tracked (id, UUID) pair, or None."""
         if not enrollment_id or not command_uuid:
             return None
+        prefetched = _PREFETCHED.get()
+        if prefetched is not None and (enrollment_id, command_uuid) in prefetched:
+            return prefetched.pop((enrollment_id, command_uuid))
         try:
             rec = CommandRecord.get(
                 enrollment_pk(enrollment_id), COMMAND + command_uuid, consistent_read=True
@@ -289,6 +331,7 @@ class DynamoEngineStore:
     def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None:
         """Track (id, alias UUID) as (id, canonical UUID) of the step: a retried send must use a
         new UUID, because NanoMDM refuses a UUID it already holds (from the ids it did accept)."""
+        self._forget_prefetched(a[0] for a in aliases)
 
         def add(entry: tuple[str, str, str, str]) -> None:
             enrollment_id, alias, canonical, request_type = entry
@@ -342,6 +385,7 @@ class DynamoEngineStore:
             )
 
     def delete_target(self, state: TargetState) -> None:
+        self._forget_prefetched([state.enrollment_id])
         pk = enrollment_pk(state.enrollment_id)
         items: list[Model] = [StepTarget(pk, STEP + state.step_id)]
         items += [
@@ -600,6 +644,7 @@ class DynamoEngineStore:
         """SC-5: remove this id from every step of ``workflow`` (every workflow when empty),
         delayed steps included, and release that workflow's lock; SC-8 with ``clear_started``.
         Steps of other workflows and other ids' records stay (GAP-4, CT-21, CT-22)."""
+        self._forget_prefetched([enrollment_id])
         pk = enrollment_pk(enrollment_id)
         items = list(
             PartitionEntry.query(

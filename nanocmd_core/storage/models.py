@@ -30,9 +30,11 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection.table import TableConnection
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.config import DEFAULT_TABLE
 
 ENROLLMENT = "ENR#"
@@ -64,6 +66,16 @@ class TableItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     ttl = TTLAttribute(null=True)
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        """pynamodb's per-class connection (it knows the class's indexes), made to use the
+        process's one DynamoDB client instead of building a session and a client of its own."""
+        table = super()._get_connection()
+        connection: Any = table.connection
+        if connection._client is None:  # pynamodb 6 makes its client lazily, here
+            connection._client = aws_client("dynamodb")
+        return table
 
 
 class CommandRecord(TableItem):
@@ -199,8 +211,10 @@ class WorkflowStart(TableItem):
 
 
 class InventoryItem(TableItem):
+    """The record's values are top-level attributes ``v:<key>``, one per inventory key, read
+    and written by ``subsystems/inventory/storage.py``."""
+
     Meta = TableMeta
-    values = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
 
 
 ALL_MODELS: tuple[type[TableItem], ...] = (

@@ -28,6 +28,9 @@ CHECKIN_TOPICS = {"Authenticate", "TokenUpdate", "CheckOut"}
 MAX_MESSAGE_BYTES = 240 * 1024
 """Bodies above this go to the blob store and the message carries a pointer (SQS limit: 256 KiB)."""
 BLOB_POINTER = "nanocmd_blob"
+COMMAND_UUID_ATTRIBUTE = "command_uuid"
+"""Message attribute of a command report: its webhook ``command_uuid`` (the group id is the
+enrollment id)."""
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,10 @@ def accept_webhook(
         key = f"webhook/{digest}"
         blobs.put(key, body)
         text = json.dumps({BLOB_POINTER: key})
-    queue.send(
-        text,
-        group_id=event.enrollment_id,
-        dedup_id=digest,
-        attributes={"received_at": received_at.isoformat(), "topic": event.topic},
-    )
+    attributes = {"received_at": received_at.isoformat(), "topic": event.topic}
+    ack = event.acknowledge_event if event.is_command_report else None
+    if ack is not None and ack.command_uuid:
+        # lets the events function look up a whole batch's reports at once (report_keys)
+        attributes[COMMAND_UUID_ATTRIBUTE] = ack.command_uuid
+    queue.send(text, group_id=event.enrollment_id, dedup_id=digest, attributes=attributes)
     return IntakeReply(200, "", event)

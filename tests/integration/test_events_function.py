@@ -1,21 +1,31 @@
 """The events function's batch handling: a failing event holds back only its own enrollment's
-later events of the batch (FIFO order per device), never another device's."""
+later events of the batch (FIFO order per device), never another device's; the reports of a
+batch are looked up together, and what earlier events of the batch changed is still seen."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.fakes import through_intake
+from infra.local.lambda_runtime import load_module
 from infra.local.resources import Provisioned
 from infra.local.run import reset_settings_cache
 from infra.local.worker import sqs_event
+from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.mdm.commands import DeviceInformation
-from nanocmd_core.workflow import StepEnqueueing
+from nanocmd_core.storage.engine_store import DynamoEngineStore, NewTarget, TargetCommand
+from nanocmd_core.storage.models import bind_table
+from nanocmd_core.workflow import Config, Event, MDMContext, StepEnqueueing, StepResult, StepStart, Workflow
 from tests.fakes.mdm_server import FakeMDMServer
-from tests.fakes.reports import connect_webhook, device_information, report
+from tests.fakes.reports import checkin_webhook, connect_webhook, device_information, report
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:q.fifo"
 
 
 class Context:
@@ -36,6 +46,15 @@ def message(n: int, body: bytes, group: str) -> dict[str, Any]:
             "ApproximateReceiveCount": "1",
             "SentTimestamp": "1700000000000",
         },
+    }
+
+
+def queued(n: int, webhook: bytes) -> dict[str, Any]:
+    """A message exactly as the webhook intake queues ``webhook`` (body, group, attributes)."""
+    [(group, body, attributes)] = through_intake([webhook])
+    return {
+        **message(n, body.encode(), group),
+        "MessageAttributes": {k: {"StringValue": v, "DataType": "String"} for k, v in attributes.items()},
     }
 
 
@@ -79,3 +98,103 @@ def plistlib_bytes(uuid: str, udid: str) -> bytes:
     return plistlib.dumps(
         {"CommandUUID": uuid, "Status": "Acknowledged", "UDID": udid, "QueryResponses": "x"}
     )
+
+
+class Recorder(Workflow):
+    name = "com.example.test.recorder"
+    config = Config(all_command_response_request_types=("DeviceInformation",))
+
+    def __init__(self, enqueuer: Any) -> None:
+        super().__init__(enqueuer)
+        self.completed: list[tuple[str, str]] = []
+        self.responses: list[str] = []
+        """Enrollment ids of the tracked DeviceInformation answers seen (AllCommandResponse)."""
+
+    def start(self, step: StepStart) -> None:
+        pass
+
+    def step_completed(self, result: StepResult) -> None:
+        self.completed.append((result.id, result.command_results[0].command_uuid))
+
+    def event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
+        self.responses.append(enrollment_id)
+
+
+@pytest.fixture
+def events_fn(nanocmd_env: Provisioned, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> Iterator[Any]:
+    with FakeMDMServer() as mdm:
+        monkeypatch.setenv("NANOCMD_ENQUEUE_URL", mdm.enqueue_url)
+        monkeypatch.setenv("NANOCMD_PUSH_URL", mdm.push_url)
+        monkeypatch.setenv("NANOCMD_ENQUEUE_API", mdm.api_key)
+        reset_settings_cache()
+        module = load_module(repo_root / "functions/events/app.py", "nanocmd_fn_events_prefetch")
+        yield module
+        reset_settings_cache()
+
+
+@pytest.fixture
+def dynamodb_calls() -> Iterator[Counter[str]]:
+    """Counts the DynamoDB calls made through the process's client during the test."""
+    calls: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+
+    events = aws_client("dynamodb").meta.events
+    events.register("before-call.dynamodb", count)
+    yield calls
+    events.unregister("before-call.dynamodb", count)
+
+
+def test_a_batch_looks_up_its_reports_in_one_call(events_fn: Any, dynamodb_calls: Counter[str]) -> None:
+    engine = events_fn._app().engine
+    recorder = Recorder(engine)
+    engine.register(recorder)
+    ids = [f"DEV-{n}" for n in range(6)]
+    command = DeviceInformation(queries=["Model"])
+    engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=ids, commands=[command]))
+    uuid = command.command_uuid
+    batch = [
+        queued(n, connect_webhook(i, uuid, device_information(uuid, i, Model="M"))) for n, i in enumerate(ids)
+    ]
+    dynamodb_calls.clear()
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    assert reply["batchItemFailures"] == []
+    assert sorted(recorder.completed) == [(i, uuid) for i in ids]
+    assert dynamodb_calls["BatchGetItem"] == 1 and dynamodb_calls["GetItem"] == 0
+
+
+def test_what_earlier_events_of_a_batch_did_is_seen_by_later_ones(events_fn: Any) -> None:
+    engine = events_fn._app().engine
+    recorder = Recorder(engine)
+    engine.register(recorder)
+    command = DeviceInformation(queries=["Model"])
+    engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[command]))
+    uuid = command.command_uuid
+    answer_a = connect_webhook("A", uuid, device_information(uuid, "A", Model="M"))
+    answer_b = connect_webhook("B", uuid, device_information(uuid, "B", Model="M"))
+    batch = [
+        queued(1, answer_a),  # completes A's step
+        queued(2, answer_a.replace(b'"event_id": ""', b'"event_id": "again"')),  # a repeat of it
+        queued(3, checkin_webhook("CheckOut", "B")),  # B leaves: its step is cancelled
+        queued(4, answer_b),  # so this answer belongs to nothing any more
+    ]
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    assert reply["batchItemFailures"] == []
+    assert recorder.completed == [("A", uuid)]
+    assert recorder.responses == ["A"]  # B's answer came after its step was cancelled: untracked
+    assert engine.store.lookup_command("A", uuid) is None
+    assert engine.store.lookup_command("B", uuid) is None
+
+
+def test_records_written_inside_a_prefetched_batch_are_found(table_name: str) -> None:
+    bind_table(table_name)
+    store = DynamoEngineStore()
+    first = NewTarget("E1", "s1", "wf", "i", "", b"", [TargetCommand("u1", "u1", "DeviceInformation")], 0)
+    second = NewTarget("E1", "s2", "wf", "i", "", b"", [TargetCommand("u2", "u2", "SecurityInfo")], 0)
+    store.put_targets([first])
+    with store.prefetched_commands([("E1", "u1"), ("E1", "u2"), ("E2", "u3")]):
+        store.put_targets([second])  # after the prefetch: E1's answers are looked up live again
+        assert store.lookup_command("E1", "u2") == ("s2", "SecurityInfo", "u2")
+        assert store.lookup_command("E1", "u1") == ("s1", "DeviceInformation", "u1")
+        assert store.lookup_command("E2", "u3") is None

@@ -30,7 +30,7 @@ class GoJSONModel(BaseModel):
     unknown keys are ignored, ``null`` resets a nullable field and leaves any other field alone,
     a top-level ``null`` is all defaults, and types are strict (no ``"true"`` for a bool)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

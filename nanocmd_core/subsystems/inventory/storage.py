@@ -7,11 +7,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.attributes import MapAttribute
+from pynamodb.constants import NONE
+from pynamodb.expressions.operand import Path
 
 from nanocmd_core.storage.models import INVENTORY, InventoryItem
 
 _SK = "INV"
+_RAW_MAP: Any = MapAttribute()  # type: ignore[no-untyped-call]
 
 
 class InventoryError(ValueError):
@@ -35,6 +38,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_VALUE = "v:"
+"""Each inventory key is a top-level attribute ``v:<key>``: a merge is then one UpdateItem that
+creates the record or adds to it (a map attribute would need a second write for a new record)."""
+
+
+def _attribute(key: str) -> str:
+    # pynamodb reads "[" in a path segment as a list index: keep them (and "%") out of names
+    return _VALUE + key.replace("%", "%25").replace("[", "%5B").replace("]", "%5D")
+
+
+def _key(attribute: str) -> str:
+    return attribute.removeprefix(_VALUE).replace("%5D", "]").replace("%5B", "[").replace("%25", "%")
+
+
+_BATCH_GET = 100  # DynamoDB's limit of keys per BatchGetItem
+
+
 class DynamoInventoryStore:
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Records of the ids that have one; ids without a record are omitted."""
@@ -42,35 +62,30 @@ class DynamoInventoryStore:
         if not wanted:
             raise InventoryError("no ids supplied")
         found: dict[str, dict[str, Any]] = {}
-        for item in InventoryItem.batch_get([(INVENTORY + i, _SK) for i in wanted]):
-            found[item.pk.removeprefix(INVENTORY)] = _plain(item.values.as_dict() if item.values else {})  # type: ignore[no-untyped-call]
+        table = InventoryItem._get_connection()
+        for start in range(0, len(wanted), _BATCH_GET):
+            keys: list[Any] = [{"pk": INVENTORY + i, "sk": _SK} for i in wanted[start : start + _BATCH_GET]]
+            while keys:
+                data = table.batch_get_item(keys)
+                for raw in data.get("Responses", {}).get(table.table_name, []):
+                    enrollment_id = raw["pk"]["S"].removeprefix(INVENTORY)
+                    values = {a: v for a, v in raw.items() if a.startswith(_VALUE)}
+                    decoded = _RAW_MAP.deserialize(values)
+                    found[enrollment_id] = {_key(a): _plain(v) for a, v in decoded.items()}
+                unprocessed = data.get("UnprocessedKeys", {}).get(table.table_name, {}).get("Keys", [])
+                keys = [{"pk": k["pk"]["S"], "sk": k["sk"]["S"]} for k in unprocessed]
         return {i: found[i] for i in wanted if i in found}
 
     def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:
-        """Shallow merge: given keys overwrite, other keys stay."""
+        """Shallow merge: given keys overwrite, other keys stay. One UpdateItem, no read."""
         if not enrollment_id:
             raise InventoryError("no ids supplied")
         if not values:
             return
-        item = InventoryItem(INVENTORY + enrollment_id, _SK)
-        merge = [InventoryItem.values[key].set(value) for key, value in values.items()]
-        for _ in range(3):
-            try:
-                item.update(actions=merge, condition=InventoryItem.values.exists())
-                return
-            except UpdateError as exc:
-                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-                    raise
-            try:  # first write for this id: create the record (unless someone just did)
-                item.update(
-                    actions=[InventoryItem.values.set(dict(values))],
-                    condition=InventoryItem.values.does_not_exist(),
-                )
-                return
-            except UpdateError as exc:
-                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-                    raise
-        raise InventoryError(f"set values: could not merge values for {enrollment_id}")
+        merge = [Path([_attribute(key)]).set(value) for key, value in values.items()]
+        InventoryItem._get_connection().update_item(
+            INVENTORY + enrollment_id, _SK, actions=merge, return_values=NONE
+        )
 
     def delete(self, enrollment_id: str) -> None:
         InventoryItem(INVENTORY + enrollment_id, _SK).delete()
