@@ -97,6 +97,10 @@ FLOORS: dict[str, Floor] = {
         {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
         "as for one command: the deletes of all records go in one BatchWriteItem",
     ),
+    "final reports, batch of 10 (per report)": Floor(
+        {"BatchGetItem": 0.1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
+        "the events function looks a batch's command records up in one BatchGetItem, then as above",
+    ),
     "TokenUpdate, 2 subscriptions": Floor(
         {"PutItem": 6, "BatchWriteItem": 2},
         "subscriptions cached per process (0 calls warm), then two workflow starts of 1 command",
@@ -123,6 +127,8 @@ FLOORS: dict[str, Floor] = {
     ),
 }
 KINDS = tuple(FLOORS)
+BATCH = 10  # the most records an SQS FIFO event source mapping passes at once
+_PER = {"workflow start, 30 ids (per id)": 30, "final reports, batch of 10 (per report)": BATCH}
 
 
 class _BenchWorkflow(Workflow):
@@ -380,7 +386,7 @@ class CostBench:
 
     def run_kind(self, kind: str, size: int) -> KindResult:
         usages = [self._measure(functools.partial(self._setup, kind, size, rep)) for rep in range(self.reps)]
-        return KindResult.average(usages, per=30 if kind == "workflow start, 30 ids (per id)" else 1)
+        return KindResult.average(usages, per=_PER.get(kind, 1))
 
     def _setup(self, kind: str, size: int, rep: int) -> Callable[[], object]:
         """Prepare one event of ``kind`` (unmeasured) and return the work to measure."""
@@ -406,6 +412,16 @@ class CostBench:
             finally:
                 self.engine.clock = lambda: datetime.now(UTC)
             return lambda: self._report(dev, u3)
+        if kind == "final reports, batch of 10 (per report)":
+            devices = [dev] + [self._device() for _ in range(BATCH - 1)]
+            sent = [(d, self._started(ONE, d)[0]) for d in devices]
+
+            def batch() -> None:
+                with self.engine.reports_ahead(sent):  # as functions/events/app.py does
+                    for d, u in sent:
+                        self._report(d, u)
+
+            return batch
         if kind == "TokenUpdate, 2 subscriptions":
             body = checkin_webhook("TokenUpdate", dev)
             return lambda: self._webhook(body)

@@ -2,9 +2,9 @@
 
 Why here: pynamodb already asks for ``ReturnConsumedCapacity=TOTAL`` on every data call
 (``Connection.dispatch``), and every call of every model class ends in one method,
-``Connection._make_api_call``. Each model class has its own botocore client, so hooking botocore's
-``after-call.dynamodb`` event would mean registering on every client as it is created; wrapping the
-one method sees them all, on every thread, failed conditional writes included.
+``Connection._make_api_call``; wrapping that one method sees them all, on every thread, failed
+conditional writes included, with the response's capacity in hand (a botocore event hook would
+see the call but not the parsed response of a failed one).
 
 DynamoDB Local does return ``ConsumedCapacity`` (checked: PutItem, GetItem, Query, BatchWriteItem,
 UpdateItem, TransactWriteItems), except on a failed conditional write, which AWS still bills; for

@@ -9,6 +9,7 @@ when the invocation ends (one line per metric and dimension set, not one per eve
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -74,9 +75,15 @@ def function_logger(settings: Settings) -> Logger:
     return logger
 
 
-def function_tracer() -> Tracer:
+def function_tracer() -> Tracer | None:
     """X-Ray tracing of the handler and of every AWS SDK call (botocore) it makes. Powertools
-    turns it off outside Lambda, so local runs and tests need no X-Ray daemon."""
+    turns it off outside Lambda, so local runs and tests need no X-Ray daemon.
+
+    ``POWERTOOLS_TRACE_DISABLED=true`` on a function goes further: no tracer at all, so the X-Ray
+    SDK is never imported (a few hundred ms of cold start; Lambda's active tracing still records
+    each invocation, without the SDK calls as subsegments)."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
     return Tracer(service=SERVICE, patch_modules=["botocore"])
 
 

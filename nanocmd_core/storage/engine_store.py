@@ -8,7 +8,8 @@ Query of a sparse index that holds only what is due.
   below, PutItem start record (BatchWriteItem), DeleteItem lock if Start enqueued nothing.
 - enqueue, per id: PutItem step target + one conditional PutItem per command record (a tracked
   (id, UUID) is never overwritten, SC-3). A delayed step adds one PutItem of its raw commands.
-- untracked report: GetItem command record (strongly consistent). That is all.
+- untracked report: GetItem command record (strongly consistent). That is all. The events
+  function looks up a whole batch's reports in one BatchGetItem instead (``prefetched_commands``).
 - tracked report (NotNow, or not the last): GetItem + UpdateItem step target.
 - final report of a step: GetItem + UpdateItem, then one BatchWriteItem deleting the target and
   its command records, and a DeleteItem of the lock when the workflow sent no next step.

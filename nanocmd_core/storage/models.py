@@ -10,7 +10,7 @@ contend with another device's:
 | ENR#<id>      | STEP#<step id>      | StepTarget: one step for one id (commands, reports, done) |
 | ENR#<id>      | LOCK#<workflow>     | WorkflowLock: exclusive workflow running for the id       |
 | ENR#<id>      | START#<workflow>    | WorkflowStart: last start time (IdleNotStartedSince)      |
-| INV#<id>      | INV                 | InventoryItem: the inventory subsystem's record           |
+| INV#<id>      | INV                 | InventoryItem: inventory values, an attribute `v:<key>` each |
 
 Sparse KEYS_ONLY indexes: ``gsi1`` (gsi1pk, gsi1sk) holds step targets by due time for the
 timeout sweep; ``gsi2`` holds them by last push for re-pushes. Keys are structured (separate

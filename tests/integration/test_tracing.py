@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ try:
     module.handler(event, Context())
 except Exception as exc:  # traced all the same; the test looks at the subsegments
     print("handler raised", repr(exc), file=sys.stderr)
+print(json.dumps({"xray_sdk_imported": "aws_xray_sdk" in sys.modules}))
 """
 
+TRACE_ID = "1-5759e988-bd862e3fe1be46a994272793"
 EVENTS: dict[str, dict[str, Any]] = {
     "webhook": proxy_event("POST", "/webhook", None, {}) | {"body": "not json"},
     "api": proxy_event("GET", "/v1/event", None, basic_auth("nanocmd", "k")),
@@ -60,14 +63,23 @@ def _subsegments(sock: socket.socket) -> list[dict[str, Any]]:
         found.append(json.loads(body))
 
 
-@pytest.mark.parametrize("function", sorted(EVENTS))
-def test_each_function_sends_xray_subsegments(
-    function: str, nanocmd_env: Provisioned, repo_root: Path, tmp_path: Path
-) -> None:
+@dataclass
+class Invocation:
+    subsegments: list[dict[str, Any]]
+    xray_sdk_imported: bool
+    stderr: str
+
+    @property
+    def names(self) -> list[str]:
+        return [s.get("name", "") for s in self.subsegments]
+
+
+def invoke_on_lambda(function: str, repo_root: Path, tmp_path: Path, **env: str) -> Invocation:
+    """Run functions/<function>/app.py's handler once in a fresh interpreter set up as Lambda
+    sets one up with active tracing, a UDP socket as the X-Ray daemon."""
     daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     daemon.bind(("127.0.0.1", 0))
-    port = daemon.getsockname()[1]
-    env = {
+    lambda_env = {
         **os.environ,
         "NANOCMD_API": "k",
         "NANOCMD_ENQUEUE_URL": "http://127.0.0.1:9/v1/enqueue/",  # never called: nothing is due
@@ -76,20 +88,16 @@ def test_each_function_sends_xray_subsegments(
         "PYTHONPATH": str(repo_root),
         "LAMBDA_TASK_ROOT": str(tmp_path),
         "AWS_LAMBDA_FUNCTION_NAME": f"nanocmd-{function}",
-        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{port}",
-        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+        "_X_AMZN_TRACE_ID": f"Root={TRACE_ID};Parent=53995c3f42cd8ad8;Sampled=1",
         "POWERTOOLS_TRACE_DISABLED": "false",
+        **env,
     }
+    handler = str(repo_root / "functions" / function / "app.py")
     try:
         run = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _INVOKE,
-                str(repo_root / "functions" / function / "app.py"),
-                json.dumps(EVENTS[function]),
-            ],
-            env=env,
+            [sys.executable, "-c", _INVOKE, handler, json.dumps(EVENTS[function])],
+            env=lambda_env,
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -100,10 +108,26 @@ def test_each_function_sends_xray_subsegments(
         subsegments = _subsegments(daemon)
     finally:
         daemon.close()
-    names = [s.get("name") for s in subsegments]
-    assert "## handler" in names, f"{function}: {names}\n{run.stderr[-2000:]}"
-    handler = next(s for s in subsegments if s.get("name") == "## handler")
-    assert handler["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    imported = json.loads(run.stdout.strip().splitlines()[-1])["xray_sdk_imported"]
+    return Invocation(subsegments, imported, run.stderr[-3000:])
+
+
+@pytest.mark.parametrize("function", sorted(EVENTS))
+def test_each_function_sends_xray_subsegments(
+    function: str, nanocmd_env: Provisioned, repo_root: Path, tmp_path: Path
+) -> None:
+    run = invoke_on_lambda(function, repo_root, tmp_path)
+    assert "## handler" in run.names, f"{function}: {run.names}\n{run.stderr}"
+    handler = next(s for s in run.subsegments if s.get("name") == "## handler")
+    assert handler["trace_id"] == TRACE_ID
     if function == "sweeper":  # botocore is patched: its DynamoDB calls are subsegments too
-        operations = {s.get("aws", {}).get("operation") for s in subsegments if s.get("name") == "dynamodb"}
-        assert "Query" in operations, (names, run.stderr[-3000:])
+        operations = {
+            s.get("aws", {}).get("operation") for s in run.subsegments if s.get("name") == "dynamodb"
+        }
+        assert "Query" in operations, (run.names, run.stderr)
+
+
+def test_trace_disabled_skips_the_xray_sdk(nanocmd_env: Provisioned, repo_root: Path, tmp_path: Path) -> None:
+    """POWERTOOLS_TRACE_DISABLED=true: no subsegments, and the X-Ray SDK is not even imported."""
+    run = invoke_on_lambda("webhook", repo_root, tmp_path, POWERTOOLS_TRACE_DISABLED="true")
+    assert run.subsegments == [] and not run.xray_sdk_imported
