@@ -13,7 +13,7 @@ from nanocmd_core.aws.scheduler import SEND_STEP_KEY
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
-from nanocmd_core.webhook.intake import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE
+from nanocmd_core.webhook.intake import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE, ENROLLMENT_ID_ATTRIBUTE
 from nanocmd_core.workflow.step import MDMContext
 
 
@@ -58,10 +58,10 @@ def delayed_step_id(body: str) -> str | None:
 
 def report_keys(records: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
     """(enrollment id, command UUID) of each command report in a batch of SQS records, read from
-    the message group and the attribute the intake set, without loading or parsing a body."""
+    the attributes the intake set, without loading or parsing a body."""
     for record in records:
-        group = (record.get("attributes") or {}).get("MessageGroupId")
-        attribute = (record.get("messageAttributes") or {}).get(COMMAND_UUID_ATTRIBUTE) or {}
-        command_uuid = attribute.get("stringValue")
-        if isinstance(group, str) and isinstance(command_uuid, str) and group and command_uuid:
-            yield group, command_uuid
+        attributes = record.get("messageAttributes") or {}
+        enrollment_id = (attributes.get(ENROLLMENT_ID_ATTRIBUTE) or {}).get("stringValue")
+        command_uuid = (attributes.get(COMMAND_UUID_ATTRIBUTE) or {}).get("stringValue")
+        if isinstance(enrollment_id, str) and isinstance(command_uuid, str):
+            yield enrollment_id, command_uuid  # empty ones are skipped by the lookup

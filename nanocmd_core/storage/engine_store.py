@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.condition import size
 from pynamodb.models import Model
@@ -53,6 +54,8 @@ from nanocmd_core.storage.models import (
     enrollment_pk,
 )
 
+logger = Logger(service="nanocmd", child=True)
+
 # Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
 _FANOUT_THREADS = 16
 TIMEOUT_INDEX_SHARDS = 8
@@ -62,12 +65,13 @@ PUSH_PREFIX = "PUSH#"
 SEND_PREFIX = "SEND#"
 _DELAYED_SK = "DELAY"
 DELIVERY_LEASE = 900
-_PREFETCHED: ContextVar[dict[tuple[str, str], TrackedCommand | None] | None] = ContextVar(
-    "nanocmd_prefetched_commands", default=None
-)
 """Seconds a claim on a step (completion, timeout or send) is held before another worker may take
 it over: the longest a Lambda invocation can run, so a live claimant is never overtaken. Claims
 compare leases with the real clock (the caller's), not with the time a sweep looks due at."""
+_PREFETCHED: ContextVar[dict[tuple[str, str], TrackedCommand | None] | None] = ContextVar(
+    "nanocmd_prefetched_commands", default=None
+)
+"""The command lookups of the batch of reports being processed (``prefetched_commands``)."""
 
 
 class DuplicateCommandError(ValueError):
@@ -155,6 +159,16 @@ class TargetState:
     @property
     def complete(self) -> bool:
         return all(c.uuid in self.done for c in self.commands)
+
+
+def _trackable(enrollment_id: str, command_uuid: str) -> bool:
+    """Whether (id, UUID) can be a command record's key at all (DynamoDB: partition key ≤ 2048
+    bytes, sort key ≤ 1024); anything else is untracked without asking DynamoDB."""
+    return (
+        bool(enrollment_id and command_uuid)
+        and len(enrollment_pk(enrollment_id).encode()) <= 2048
+        and len((COMMAND + command_uuid).encode()) <= 1024
+    )
 
 
 def _is_conditional_failure(exc: BaseException) -> bool:
@@ -291,15 +305,19 @@ class DynamoEngineStore:
         was cancelled) only makes the report's conditional update fail, as a live lookup's miss
         would; and every write that adds or removes an id's records here drops that id's
         prefetched answers, so they are looked up live again."""
-        keys = list(dict.fromkeys((i, u) for i, u in pairs if i and u))
+        keys = list(dict.fromkeys((i, u) for i, u in pairs if _trackable(i, u)))
         found: dict[tuple[str, str], TrackedCommand | None] = dict.fromkeys(keys)
-        if keys:
-            wanted = [(enrollment_pk(i), COMMAND + u) for i, u in keys]
-            for rec in CommandRecord.batch_get(wanted, consistent_read=True):
-                command_uuid = rec.sk.removeprefix(COMMAND)
-                found[(rec.pk.removeprefix(ENROLLMENT), command_uuid)] = TrackedCommand(
-                    rec.step_id, rec.request_type, rec.canonical or command_uuid
-                )
+        try:
+            if keys:
+                wanted = [(enrollment_pk(i), COMMAND + u) for i, u in keys]
+                for rec in CommandRecord.batch_get(wanted, consistent_read=True):
+                    command_uuid = rec.sk.removeprefix(COMMAND)
+                    found[(rec.pk.removeprefix(ENROLLMENT), command_uuid)] = TrackedCommand(
+                        rec.step_id, rec.request_type, rec.canonical or command_uuid
+                    )
+        except Exception as exc:  # each report then looks itself up, and fails (or not) on its own
+            logger.warning("batch lookup of command records failed", extra={"error": str(exc)})
+            found = {}
         token = _PREFETCHED.set(found)
         try:
             yield
@@ -316,7 +334,7 @@ class DynamoEngineStore:
 
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None:
         """SC-1: the step and request type of a tracked (id, UUID) pair, or None."""
-        if not enrollment_id or not command_uuid:
+        if not _trackable(enrollment_id, command_uuid):
             return None
         prefetched = _PREFETCHED.get()
         if prefetched is not None and (enrollment_id, command_uuid) in prefetched:

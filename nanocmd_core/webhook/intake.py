@@ -29,8 +29,13 @@ MAX_MESSAGE_BYTES = 240 * 1024
 """Bodies above this go to the blob store and the message carries a pointer (SQS limit: 256 KiB)."""
 BLOB_POINTER = "nanocmd_blob"
 COMMAND_UUID_ATTRIBUTE = "command_uuid"
-"""Message attribute of a command report: its webhook ``command_uuid`` (the group id is the
-enrollment id)."""
+ENROLLMENT_ID_ATTRIBUTE = "enrollment_id"
+"""Message attributes of a command report: its webhook ``command_uuid`` and enrollment id (the
+message group id is the enrollment id too, but cut to SQS's 128 characters)."""
+# what a DynamoDB key of the engine can hold (sort key ≤ 1024 bytes, partition key ≤ 2048), with
+# room for the key prefixes; real ones are a few dozen characters
+MAX_COMMAND_UUID_BYTES = 1000
+MAX_ENROLLMENT_ID_BYTES = 1000
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ def _is_plist_dict(raw: bytes) -> bool:
 
 def validate(event: WebhookEvent) -> str:
     """Why the event cannot be processed ("" when it can). Ignored topics are fine."""
+    if event.enrollment_id and len(event.enrollment_id.encode()) > MAX_ENROLLMENT_ID_BYTES:
+        return f"enrollment id longer than {MAX_ENROLLMENT_ID_BYTES} bytes"
     if event.is_command_report:
         ack = event.acknowledge_event
         if ack is None:
@@ -75,6 +82,8 @@ def validate(event: WebhookEvent) -> str:
             return ""
         if not ack.command_uuid:
             return "command report without command_uuid"
+        if len(ack.command_uuid.encode()) > MAX_COMMAND_UUID_BYTES:
+            return f"command_uuid longer than {MAX_COMMAND_UUID_BYTES} bytes"
         if not _is_plist_dict(ack.raw_payload):
             return "raw_payload is not a plist dictionary"
         return ""
@@ -122,5 +131,6 @@ def accept_webhook(
     if ack is not None and ack.command_uuid:
         # lets the events function look up a whole batch's reports at once (report_keys)
         attributes[COMMAND_UUID_ATTRIBUTE] = ack.command_uuid
+        attributes[ENROLLMENT_ID_ATTRIBUTE] = event.enrollment_id
     queue.send(text, group_id=event.enrollment_id, dedup_id=digest, attributes=attributes)
     return IntakeReply(200, "", event)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pynamodb.exceptions import GetError
 
 from bench.fakes import through_intake
 from infra.local.lambda_runtime import load_module
@@ -20,7 +21,7 @@ from infra.local.worker import sqs_event
 from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.mdm.commands import DeviceInformation
 from nanocmd_core.storage.engine_store import DynamoEngineStore, NewTarget, TargetCommand
-from nanocmd_core.storage.models import bind_table
+from nanocmd_core.storage.models import CommandRecord, bind_table
 from nanocmd_core.workflow import Config, Event, MDMContext, StepEnqueueing, StepResult, StepStart, Workflow
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import checkin_webhook, connect_webhook, device_information, report
@@ -198,3 +199,28 @@ def test_records_written_inside_a_prefetched_batch_are_found(table_name: str) ->
         assert store.lookup_command("E1", "u2") == ("s2", "SecurityInfo", "u2")
         assert store.lookup_command("E1", "u1") == ("s1", "DeviceInformation", "u1")
         assert store.lookup_command("E2", "u3") is None
+
+
+def test_when_the_batch_lookup_fails_each_report_looks_itself_up(
+    events_fn: Any, dynamodb_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = events_fn._app().engine
+    recorder = Recorder(engine)
+    engine.register(recorder)
+    command = DeviceInformation(queries=["Model"])
+    engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[command]))
+    uuid = command.command_uuid
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:  # as after botocore's retries gave up
+        raise GetError("Failed to batch get items: ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(CommandRecord, "batch_get", throttled)
+    batch = [
+        queued(n, connect_webhook(i, uuid, device_information(uuid, i, Model="M")))
+        for n, i in enumerate("AB")
+    ]
+    dynamodb_calls.clear()
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    assert reply["batchItemFailures"] == []
+    assert sorted(recorder.completed) == [("A", uuid), ("B", uuid)]
+    assert dynamodb_calls["GetItem"] == 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
@@ -53,6 +54,7 @@ def _key(attribute: str) -> str:
 
 
 _BATCH_GET = 100  # DynamoDB's limit of keys per BatchGetItem
+_MAX_ATTEMPTS = 8
 
 
 class DynamoInventoryStore:
@@ -65,7 +67,11 @@ class DynamoInventoryStore:
         table = InventoryItem._get_connection()
         for start in range(0, len(wanted), _BATCH_GET):
             keys: list[Any] = [{"pk": INVENTORY + i, "sk": _SK} for i in wanted[start : start + _BATCH_GET]]
-            while keys:
+            for attempt in range(_MAX_ATTEMPTS):
+                if not keys:
+                    break
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))  # unprocessed: DynamoDB is throttling
                 data = table.batch_get_item(keys)
                 for raw in data.get("Responses", {}).get(table.table_name, []):
                     enrollment_id = raw["pk"]["S"].removeprefix(INVENTORY)
@@ -74,6 +80,8 @@ class DynamoInventoryStore:
                     found[enrollment_id] = {_key(a): _plain(v) for a, v in decoded.items()}
                 unprocessed = data.get("UnprocessedKeys", {}).get(table.table_name, {}).get("Keys", [])
                 keys = [{"pk": k["pk"]["S"], "sk": k["sk"]["S"]} for k in unprocessed]
+            if keys:
+                raise InventoryError(f"could not read {len(keys)} inventory records: DynamoDB throttled")
         return {i: found[i] for i in wanted if i in found}
 
     def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:

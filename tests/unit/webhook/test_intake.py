@@ -56,6 +56,30 @@ def test_command_report_is_queued_by_enrollment_id(queue: MemoryQueue) -> None:
     assert group == "DEV-1"
     assert dedup == hashlib.sha256(body).hexdigest()
     assert attrs["received_at"] == NOW.isoformat() and attrs["topic"] == "mdm.Connect"
+    # what the events function looks a batch's reports up by, without reading the bodies
+    assert attrs["command_uuid"] == "U-1" and attrs["enrollment_id"] == "DEV-1"
+
+
+def test_idle_and_checkins_carry_no_report_keys(queue: MemoryQueue) -> None:
+    for body in (idle_webhook("DEV-1"), checkin_webhook("TokenUpdate", "DEV-1")):
+        assert accept_webhook(body, {}, queue=queue, received_at=NOW).status == 200
+    assert all("command_uuid" not in attrs for *_, attrs in queue.messages)
+
+
+@pytest.mark.parametrize(
+    ("enrollment_id", "command_uuid", "error"),
+    [
+        ("DEV-1", "U" * 1001, "command_uuid longer than 1000 bytes"),
+        ("D" * 1001, "U-1", "enrollment id longer than 1000 bytes"),
+    ],
+)
+def test_ids_too_long_to_track_are_refused(
+    queue: MemoryQueue, enrollment_id: str, command_uuid: str, error: str
+) -> None:
+    body = connect_webhook(enrollment_id, command_uuid, report(command_uuid, enrollment_id))
+    reply = accept_webhook(body, {}, queue=queue, received_at=NOW)
+    assert reply.status == 400 and json.loads(reply.body)["error"].endswith(error)
+    assert queue.messages == []
 
 
 def test_checkins_and_idle_are_queued(queue: MemoryQueue) -> None:
