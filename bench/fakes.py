@@ -7,12 +7,10 @@ import plistlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 from nanocmd_core.mdmserver.client import ChunkResult
-from nanocmd_core.webhook.intake import accept_webhook
 
 
 class InMemoryMDMClient:
@@ -64,25 +62,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 900_000
-
-
-class _CapturingQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict[str, str]]] = []
-
-    def send(self, body: str, group_id: str, dedup_id: str, attributes: dict[str, str]) -> None:
-        self.sent.append((group_id, body, attributes))
-
-
-def through_intake(webhooks: Iterable[bytes]) -> list[tuple[str, str, dict[str, str]]]:
-    """(message group id, body, message attributes) of each webhook as the webhook intake puts
-    it on the events queue."""
-    queue = _CapturingQueue()
-    for body in webhooks:
-        reply = accept_webhook(body, {}, queue=queue, hmac_key="", blobs=None, received_at=datetime.now(UTC))
-        if reply.status != 200:
-            raise AssertionError(f"the intake refused a bench webhook: {reply.status} {reply.error}")
-    return queue.sent
 
 
 def sqs_event(messages: Sequence[tuple[str, str, dict[str, str]]]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
-from bench.fakes import InMemoryMDMClient, LambdaContext, sqs_event, through_intake
+from bench.fakes import InMemoryMDMClient, LambdaContext, sqs_event
 from bench.recorder import DynamoDBRecorder
 from bench.stack import REPO_ROOT, silence_logs
 from infra.local.events import basic_auth, proxy_event
@@ -36,6 +36,7 @@ from infra.local.lambda_runtime import load_module
 from infra.local.run import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.workflows.inventory import NAME as INVENTORY
+from tests.fakes.intake import through_intake
 from tests.fakes.reports import connect_webhook, device_information, security_info
 
 TARGET_OURS_MS = 1.0

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from pynamodb.exceptions import GetError
 
-from bench.fakes import through_intake
 from infra.local.lambda_runtime import load_module
 from infra.local.resources import Provisioned
 from infra.local.run import reset_settings_cache
@@ -23,6 +22,7 @@ from nanocmd_core.mdm.commands import DeviceInformation
 from nanocmd_core.storage.engine_store import DynamoEngineStore, NewTarget, TargetCommand
 from nanocmd_core.storage.models import CommandRecord, bind_table
 from nanocmd_core.workflow import Config, Event, MDMContext, StepEnqueueing, StepResult, StepStart, Workflow
+from tests.fakes.intake import through_intake
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import checkin_webhook, connect_webhook, device_information, report
 
