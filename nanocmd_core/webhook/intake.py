@@ -70,7 +70,8 @@ def _is_plist_dict(raw: bytes) -> bool:
 
 def validate(event: WebhookEvent) -> str:
     """Why the event cannot be processed ("" when it can). Ignored topics are fine."""
-    if event.enrollment_id and len(event.enrollment_id.encode()) > MAX_ENROLLMENT_ID_BYTES:
+    processed = event.is_command_report or event.checkin_type in CHECKIN_TOPICS
+    if processed and len(event.enrollment_id.encode()) > MAX_ENROLLMENT_ID_BYTES:
         return f"enrollment id longer than {MAX_ENROLLMENT_ID_BYTES} bytes"
     if event.is_command_report:
         ack = event.acknowledge_event
