@@ -16,6 +16,7 @@ that lose a race with a replacement (object just deleted) re-read the item.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ _INDEX_PK = "PROFILES"
 S3_PREFIX = "profiles/"
 INLINE_LIMIT = 350_000
 """Raw bytes kept in the item up to this size; the rest of the 400 KB is keys and attributes."""
-_ATTEMPTS = 5
+_ATTEMPTS = 12
+"""Optimistic rounds before giving up: each round of racing writers lets one of them through, so
+this many concurrent uploads of one name always all land (with the jittered pause between)."""
 
 
 class ProfileStorageError(RuntimeError):
@@ -142,7 +145,9 @@ class DynamoProfileStore:
             gsi2pk=_INDEX_PK,
             gsi2sk=now,
         )
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
+            if attempt:  # lost a race: step out of lock-step with the other writers
+                time.sleep(random.uniform(0.005, 0.02) * min(attempt, 5))
             exists, old_key = self._current_key(name)
             try:
                 item.save(condition=_unchanged(old_key, exists))
@@ -197,7 +202,9 @@ class DynamoProfileStore:
 
     def delete(self, name: str) -> None:
         """Missing is not an error; the S3 object (if any) goes too."""
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
+            if attempt:  # lost a race: step out of lock-step with the other writers
+                time.sleep(random.uniform(0.005, 0.02) * min(attempt, 5))
             exists, old_key = self._current_key(name)
             if not exists:
                 return
