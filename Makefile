@@ -4,7 +4,7 @@
 #   make test   the full test suite; tests start the services they need themselves
 #   make lint   ruff, mypy, cfn-lint
 #   make build  sam build (flags in samconfig.toml)
-#   make bench  DynamoDB cost per event, cold start, throughput (prints tables)
+#   make bench  DynamoDB cost per event, cold start, first event, throughput (prints tables)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

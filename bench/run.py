@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from bench import cold_start, ddb_cost, report, stack, throughput
+from bench import cold_start, ddb_cost, first_event, report, stack, throughput
 from bench.recorder import DynamoDBRecorder
 
-ALL = ("ddb", "cold", "throughput")
+ALL = ("ddb", "cold", "first", "throughput")
 
 
 def _progress(message: str) -> None:
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["cold_start"] = [r.to_json() for r in results]
         _print_table("Cold start (handler module import)", cold_start.render(results, runs))
 
-    if only & {"ddb", "throughput"}:
+    if only & {"ddb", "first", "throughput"}:
         with ExitStack() as services:
             services.enter_context(stack.dynamodb_local())
             recorder = DynamoDBRecorder().install()
@@ -67,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cost = ddb_cost.run(table, recorder, sizes=sizes, progress=_progress)
                 out["dynamodb_cost"] = cost.to_json()
                 _print_table("DynamoDB cost per event (DynamoDB Local)", ddb_cost.render(cost))
+            if "first" in only:
+                with stack.fresh_table() as table:
+                    first = first_event.run(table, runs=3 if args.quick else 5, progress=_progress)
+                out["first_event"] = first.to_json()
+                _print_table("First event after a cold start (events function)", first_event.render(first))
             if "throughput" in only:
                 with stack.fresh_table() as table:
                     tp = throughput.run(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench import cold_start, ddb_cost, report, throughput
+from bench import cold_start, ddb_cost, first_event, report, throughput
 from bench.recorder import DynamoDBRecorder
 
 
@@ -31,6 +31,12 @@ def test_dynamodb_cost_counts_calls_for_every_kind(table_name: str, recorder: Dy
     headers, rows, _ = ddb_cost.render(cost)
     assert len(rows) == len(ddb_cost.KINDS)
     assert "|" not in report.table(headers, rows).splitlines()[0]
+
+
+def test_first_event_runs_the_events_function_cold(table_name: str) -> None:
+    result = first_event.run(table_name, runs=1)
+    assert result.first_ms > 0 and result.next_ms > 0
+    assert first_event.render(result)[1]
 
 
 def test_cold_start_measures_the_webhook_handler_and_its_floor() -> None:

@@ -1,0 +1,150 @@
+"""Benchmark 2b: the first event after a cold start, beyond the import (``cold_start.py``).
+
+A cold Lambda also pays on its first invocation for what was left for later: the AWS clients
+(botocore loads the service model and endpoint rules), pydantic schemas built on first use, the
+first connection to DynamoDB. This runs ``functions/events/app.py`` in fresh interpreters against
+DynamoDB Local: import it, then hand it two SQS batches, each the two answers of one device to the
+inventory workflow's step (so each batch completes a step and writes inventory: every model a
+report touches). The CPU of the first batch beside the second is that first-event cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.fakes import InMemoryMDMClient, sqs_event
+from bench.stack import CLOSED_ENDPOINT, REPO_ROOT
+from infra.local.run import reset_settings_cache
+from nanocmd_core import wiring
+from nanocmd_core.config import Settings
+from nanocmd_core.workflows.inventory import NAME as INVENTORY
+from tests.fakes.intake import through_intake
+from tests.fakes.reports import connect_webhook, device_information, security_info
+
+_CHILD = r"""
+import importlib.util, json, sys, time
+handler_path, events_path = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("app", handler_path)
+module = importlib.util.module_from_spec(spec)
+sys.modules["app"] = module
+spec.loader.exec_module(module)
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "EventsFunction", 512, "r"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:EventsFunction"
+    def get_remaining_time_in_millis(self):
+        return 900000
+
+cpu = []
+for event in json.load(open(events_path)):
+    c0 = time.process_time()
+    reply = module.handler(event, Context())
+    cpu.append(time.process_time() - c0)
+    if reply.get("batchItemFailures"):
+        raise SystemExit(f"records failed: {reply}")
+print(json.dumps({"cpu": cpu}))
+"""
+
+
+@dataclass
+class FirstEvent:
+    function: str
+    first_ms: float
+    next_ms: float
+    runs: int
+
+    @property
+    def extra_ms(self) -> float:
+        return self.first_ms - self.next_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "first_batch_cpu_ms": round(self.first_ms, 1),
+            "next_batch_cpu_ms": round(self.next_ms, 1),
+            "runs": self.runs,
+        }
+
+
+def _device_batches(client: InMemoryMDMClient, engine: Any, run: int) -> list[dict[str, Any]]:
+    """Two SQS events, each both answers of one freshly started device."""
+    devices = [f"cold{run:02d}-{n}" for n in range(2)]
+    engine.start_workflow(INVENTORY, devices)
+    sent = client.take_commands()
+    events = []
+    for dev in devices:
+        webhooks = []
+        for command_uuid, request_type in sent[dev]:
+            if request_type == "DeviceInformation":
+                raw = device_information(command_uuid, dev, Model="Mac14,2", SerialNumber="C02X")
+            else:
+                raw = security_info(command_uuid, dev, SystemIntegrityProtectionEnabled=True)
+            webhooks.append(connect_webhook(dev, command_uuid, raw))
+        events.append(sqs_event(through_intake(webhooks)))
+    return events
+
+
+def run(table_name: str, runs: int = 5, progress: Callable[[str], None] | None = None) -> FirstEvent:
+    client = InMemoryMDMClient()
+    os.environ["NANOCMD_TABLE"] = table_name
+    reset_settings_cache()
+    engine = wiring.build_app(Settings.from_env(), mdm=client, plugins=[]).engine
+    env = {
+        **os.environ,
+        "NANOCMD_TABLE": table_name,
+        "NANOCMD_QUEUE_URL": f"{CLOSED_ENDPOINT}/123456789012/bench.fifo",
+        "NANOCMD_ENQUEUE_URL": f"{CLOSED_ENDPOINT}/v1/enqueue/",  # a completed step sends nothing
+        "NANOCMD_PUSH_URL": f"{CLOSED_ENDPOINT}/v1/push/",
+        "NANOCMD_ENQUEUE_API": "bench",
+        "PYTHONPATH": str(REPO_ROOT),
+        "POWERTOOLS_SERVICE_NAME": "nanocmd",
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    firsts: list[float] = []
+    nexts: list[float] = []
+    handler = str(REPO_ROOT / "functions" / "events" / "app.py")
+    for n in range(runs + 1):  # the first run only writes the bytecode caches
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(_device_batches(client, engine, n), f)
+            events_path = f.name
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, handler, events_path],
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        finally:
+            os.unlink(events_path)
+        if out.returncode != 0:
+            raise RuntimeError(f"events function in a fresh interpreter failed:\n{out.stderr[-2000:]}")
+        first, second = json.loads(out.stdout.strip().splitlines()[-1])["cpu"]
+        if n:
+            firsts.append(first * 1000)
+            nexts.append(second * 1000)
+    result = FirstEvent("events", statistics.median(firsts), statistics.median(nexts), runs)
+    if progress:
+        progress(f"first event: {result.first_ms:.0f} ms CPU, next {result.next_ms:.0f} ms")
+    return result
+
+
+def render(r: FirstEvent) -> tuple[list[str], list[list[Any]], list[str]]:
+    headers = ["function", "1st batch CPU ms", "2nd batch CPU ms", "first-event extra ms"]
+    rows: list[list[Any]] = [[r.function, round(r.first_ms, 1), round(r.next_ms, 1), round(r.extra_ms, 1)]]
+    notes = [
+        f"Medians of {r.runs} fresh interpreters: import, then two SQS batches, each one device's"
+        " two answers to the inventory step (a completion and an inventory write each)."
+    ]
+    return headers, rows, notes
