@@ -48,22 +48,6 @@ class InMemoryMDMClient:
         return by_id
 
 
-class LambdaContext:
-    """The attributes of Lambda's context object the handlers (Powertools) read."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 def sqs_event(messages: Sequence[tuple[str, str, dict[str, str]]]) -> dict[str, Any]:
     """An SQS FIFO event as Lambda passes it, for (message group id, body, attributes) triples."""
     millis = str(int(time.time() * 1000))

@@ -30,23 +30,16 @@ from tests.fakes.intake import through_intake
 from tests.fakes.reports import connect_webhook, device_information, security_info
 
 _CHILD = r"""
-import importlib.util, json, sys, time
+import json, sys, time
+from pathlib import Path
+from infra.local.lambda_runtime import LambdaContext, load_module
+
 handler_path, events_path = sys.argv[1], sys.argv[2]
-spec = importlib.util.spec_from_file_location("app", handler_path)
-module = importlib.util.module_from_spec(spec)
-sys.modules["app"] = module
-spec.loader.exec_module(module)
-
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "EventsFunction", 512, "r"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:EventsFunction"
-    def get_remaining_time_in_millis(self):
-        return 900000
-
+module = load_module(Path(handler_path), "app")
 cpu = []
 for event in json.load(open(events_path)):
     c0 = time.process_time()
-    reply = module.handler(event, Context())
+    reply = module.handler(event, LambdaContext("EventsFunction", timeout=900))
     cpu.append(time.process_time() - c0)
     if reply.get("batchItemFailures"):
         raise SystemExit(f"records failed: {reply}")

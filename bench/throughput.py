@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
-from bench.fakes import InMemoryMDMClient, LambdaContext, sqs_event
+from bench.fakes import InMemoryMDMClient, sqs_event
 from bench.recorder import DynamoDBRecorder
 from bench.stack import REPO_ROOT, silence_logs
 from infra.local.events import basic_auth, proxy_event
-from infra.local.lambda_runtime import load_module
+from infra.local.lambda_runtime import LambdaContext, load_module
 from infra.local.run import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.workflows.inventory import NAME as INVENTORY
@@ -219,7 +219,7 @@ def _report_events(client: InMemoryMDMClient, ids: Sequence[str]) -> list[dict[s
 def _drive_events(module: ModuleType, events: Sequence[dict[str, Any]]) -> None:
     with _quiet():
         for event in events:
-            reply = module.handler(event, LambdaContext("EventsFunction"))
+            reply = module.handler(event, LambdaContext("EventsFunction", timeout=900))
             if reply.get("batchItemFailures"):
                 raise AssertionError(f"events handler failed records: {reply['batchItemFailures']}")
 
@@ -287,10 +287,12 @@ def run(
     path = f"/v1/workflow/{INVENTORY}/start"
     requests = [proxy_event("POST", path, {"id": [f"a{n:06d}"]}, auth) for n in range(api_starts)]
     with _quiet():
-        api_fn.handler(proxy_event("POST", path, {"id": ["warm-api"]}, auth), LambdaContext("ApiFunction"))
+        api_fn.handler(
+            proxy_event("POST", path, {"id": ["warm-api"]}, auth), LambdaContext("ApiFunction", timeout=29)
+        )
     with _timed(recorder, api_starts) as api, _quiet():
         for request in requests:
-            reply = api_fn.handler(request, LambdaContext("ApiFunction"))
+            reply = api_fn.handler(request, LambdaContext("ApiFunction", timeout=29))
             if reply["statusCode"] != 200:
                 raise AssertionError(
                     f"start through the API answered {reply['statusCode']}: {reply.get('body')}"

@@ -90,19 +90,20 @@ def function_specs(
 
 
 class LambdaContext:
-    """The context object Lambda passes to a Python handler (the attributes handlers use)."""
+    """The context object Lambda passes to a Python handler (the attributes handlers and
+    Powertools read). The local stack, tests and benchmarks all use this one."""
 
-    def __init__(self, spec: FunctionSpec) -> None:
-        self.function_name = spec.function_name
+    def __init__(self, function_name: str, *, memory: int = 128, timeout: int = 30) -> None:
+        self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = spec.arn
-        self.memory_limit_in_mb = spec.memory
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = memory
         self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
         self.identity = None
         self.client_context = None
-        self._deadline = time.monotonic() + spec.timeout
+        self._deadline = time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -170,7 +171,7 @@ class FunctionHost:
         """Call the handler as Lambda would; exceptions propagate (the caller maps them)."""
         spec = self.specs[logical_id]
         fn = self.handler(logical_id)
-        context = LambdaContext(spec)
+        context = LambdaContext(spec.function_name, memory=spec.memory, timeout=spec.timeout)
         t0 = time.monotonic()
         log.debug("START %s RequestId: %s", spec.function_name, context.aws_request_id)
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from infra.local.events import basic_auth as basic
 from infra.local.events import proxy_event
+from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient
@@ -20,16 +21,6 @@ from tests.fakes.reports import device_information, report, security_info
 
 API_KEY = "api-secret"
 INVENTORY = "io.micromdm.wf.inventory.v1"
-
-
-class LambdaContext:
-    function_name = "ApiFunction"
-    aws_request_id = "req-1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:ApiFunction"
-    memory_limit_in_mb = 512
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -46,7 +37,9 @@ class Api:
         auth: str | None = basic("nanocmd", API_KEY),
         body: bytes | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        reply = self.resolver.resolve(proxy_event(method, path, query, auth, body), LambdaContext())
+        reply = self.resolver.resolve(
+            proxy_event(method, path, query, auth, body), LambdaContext("ApiFunction")
+        )
         headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
         for k, v in (reply.get("multiValueHeaders") or {}).items():
             headers[k.lower()] = ", ".join(v)
@@ -88,7 +81,8 @@ def test_no_api_key_means_no_management_api(table_name: str) -> None:
     settings = Settings(table_name=table_name, api_key_value="")
     resolver = create_api(settings, lambda: pytest.fail("must not build the engine"))
     reply = resolver.resolve(
-        proxy_event("POST", "/v1/workflow/x/start", {"id": ["A"]}, basic("nanocmd", "")), LambdaContext()
+        proxy_event("POST", "/v1/workflow/x/start", {"id": ["A"]}, basic("nanocmd", "")),
+        LambdaContext("ApiFunction"),
     )
     assert reply["statusCode"] == 404
 

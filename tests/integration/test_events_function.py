@@ -4,7 +4,6 @@ batch are looked up together, and what earlier events of the batch changed is st
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from pynamodb.exceptions import GetError
 
-from infra.local.lambda_runtime import load_module
+from infra.local.lambda_runtime import LambdaContext, load_module
 from infra.local.resources import Provisioned
 from infra.local.run import reset_settings_cache
 from infra.local.worker import sqs_event
@@ -27,14 +26,7 @@ from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import checkin_webhook, connect_webhook, device_information, report
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:q.fifo"
-
-
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "EventsFunction", 512, "r1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:EventsFunction"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+CONTEXT = LambdaContext("EventsFunction")
 
 
 def message(n: int, body: bytes, group: str) -> dict[str, Any]:
@@ -59,37 +51,23 @@ def queued(n: int, webhook: bytes) -> dict[str, Any]:
     }
 
 
-def test_a_poison_event_blocks_only_its_own_device(
-    nanocmd_env: Provisioned, monkeypatch: pytest.MonkeyPatch, repo_root: Path
-) -> None:
-    with FakeMDMServer() as mdm:
-        monkeypatch.setenv("NANOCMD_ENQUEUE_URL", mdm.enqueue_url)
-        monkeypatch.setenv("NANOCMD_PUSH_URL", mdm.push_url)
-        monkeypatch.setenv("NANOCMD_ENQUEUE_API", mdm.api_key)
-        reset_settings_cache()
-        spec = importlib.util.spec_from_file_location(
-            "nanocmd_fn_events_batch", repo_root / "functions/events/app.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        engine = module._app().engine
-        step = DeviceInformation(queries=["Model"])
-        engine.enqueue_step(
-            "io.micromdm.wf.devinfolog.v1", StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[step])
-        )
-        uuid = step.command_uuid
-        poison = plistlib_bytes(uuid, "A")
-        batch = [
-            message(1, connect_webhook("A", uuid, poison), "A"),
-            message(2, connect_webhook("A", "other", report("other", "A")), "A"),
-            message(3, connect_webhook("B", uuid, device_information(uuid, "B", Model="M")), "B"),
-        ]
-        reply = module.handler(sqs_event(batch, "arn:aws:sqs:us-east-1:123456789012:q.fifo"), Context())
-        assert {f["itemIdentifier"] for f in reply["batchItemFailures"]} == {"m1", "m2"}
-        assert engine.store.lookup_command("B", uuid) is None  # B's step completed
-        assert engine.store.lookup_command("A", uuid) is not None  # A's is still there for the retry
-        reset_settings_cache()
+def test_a_poison_event_blocks_only_its_own_device(events_fn: Any) -> None:
+    engine = events_fn._app().engine
+    step = DeviceInformation(queries=["Model"])
+    engine.enqueue_step(
+        "io.micromdm.wf.devinfolog.v1", StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[step])
+    )
+    uuid = step.command_uuid
+    poison = plistlib_bytes(uuid, "A")
+    batch = [
+        message(1, connect_webhook("A", uuid, poison), "A"),
+        message(2, connect_webhook("A", "other", report("other", "A")), "A"),
+        message(3, connect_webhook("B", uuid, device_information(uuid, "B", Model="M")), "B"),
+    ]
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), CONTEXT)
+    assert {f["itemIdentifier"] for f in reply["batchItemFailures"]} == {"m1", "m2"}
+    assert engine.store.lookup_command("B", uuid) is None  # B's step completed
+    assert engine.store.lookup_command("A", uuid) is not None  # A's is still there for the retry
 
 
 def plistlib_bytes(uuid: str, udid: str) -> bytes:
@@ -147,31 +125,32 @@ def dynamodb_calls() -> Iterator[Counter[str]]:
     events.unregister("before-call.dynamodb", count)
 
 
-def test_a_batch_looks_up_its_reports_in_one_call(events_fn: Any, dynamodb_calls: Counter[str]) -> None:
+def track_step(events_fn: Any, ids: list[str]) -> tuple[Recorder, str]:
+    """A recording workflow on the function's engine, and one DeviceInformation step of it sent
+    to ``ids``; returns the workflow and the command's UUID."""
     engine = events_fn._app().engine
     recorder = Recorder(engine)
     engine.register(recorder)
-    ids = [f"DEV-{n}" for n in range(6)]
     command = DeviceInformation(queries=["Model"])
     engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=ids, commands=[command]))
-    uuid = command.command_uuid
+    return recorder, command.command_uuid
+
+
+def test_a_batch_looks_up_its_reports_in_one_call(events_fn: Any, dynamodb_calls: Counter[str]) -> None:
+    ids = [f"DEV-{n}" for n in range(6)]
+    recorder, uuid = track_step(events_fn, ids)
     batch = [
         queued(n, connect_webhook(i, uuid, device_information(uuid, i, Model="M"))) for n, i in enumerate(ids)
     ]
     dynamodb_calls.clear()
-    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), CONTEXT)
     assert reply["batchItemFailures"] == []
     assert sorted(recorder.completed) == [(i, uuid) for i in ids]
     assert dynamodb_calls["BatchGetItem"] == 1 and dynamodb_calls["GetItem"] == 0
 
 
 def test_what_earlier_events_of_a_batch_did_is_seen_by_later_ones(events_fn: Any) -> None:
-    engine = events_fn._app().engine
-    recorder = Recorder(engine)
-    engine.register(recorder)
-    command = DeviceInformation(queries=["Model"])
-    engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[command]))
-    uuid = command.command_uuid
+    recorder, uuid = track_step(events_fn, ["A", "B"])
     answer_a = connect_webhook("A", uuid, device_information(uuid, "A", Model="M"))
     answer_b = connect_webhook("B", uuid, device_information(uuid, "B", Model="M"))
     batch = [
@@ -180,12 +159,12 @@ def test_what_earlier_events_of_a_batch_did_is_seen_by_later_ones(events_fn: Any
         queued(3, checkin_webhook("CheckOut", "B")),  # B leaves: its step is cancelled
         queued(4, answer_b),  # so this answer belongs to nothing any more
     ]
-    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), CONTEXT)
     assert reply["batchItemFailures"] == []
     assert recorder.completed == [("A", uuid)]
     assert recorder.responses == ["A"]  # B's answer came after its step was cancelled: untracked
-    assert engine.store.lookup_command("A", uuid) is None
-    assert engine.store.lookup_command("B", uuid) is None
+    assert events_fn._app().engine.store.lookup_command("A", uuid) is None
+    assert events_fn._app().engine.store.lookup_command("B", uuid) is None
 
 
 def test_records_written_inside_a_prefetched_batch_are_found(table_name: str) -> None:
@@ -204,12 +183,7 @@ def test_records_written_inside_a_prefetched_batch_are_found(table_name: str) ->
 def test_when_the_batch_lookup_fails_each_report_looks_itself_up(
     events_fn: Any, dynamodb_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = events_fn._app().engine
-    recorder = Recorder(engine)
-    engine.register(recorder)
-    command = DeviceInformation(queries=["Model"])
-    engine.enqueue_step(recorder.name, StepEnqueueing(instance_id="i", ids=["A", "B"], commands=[command]))
-    uuid = command.command_uuid
+    recorder, uuid = track_step(events_fn, ["A", "B"])
 
     def throttled(*args: Any, **kwargs: Any) -> Any:  # as after botocore's retries gave up
         raise GetError("Failed to batch get items: ProvisionedThroughputExceededException")
@@ -220,7 +194,7 @@ def test_when_the_batch_lookup_fails_each_report_looks_itself_up(
         for n, i in enumerate("AB")
     ]
     dynamodb_calls.clear()
-    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), Context())
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), CONTEXT)
     assert reply["batchItemFailures"] == []
     assert sorted(recorder.completed) == [("A", uuid), ("B", uuid)]
     assert dynamodb_calls["GetItem"] == 2

@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from infra.local.events import basic_auth as basic
+from infra.local.events import proxy_event
+from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
 from nanocmd_core.storage.models import bind_table
@@ -26,7 +29,6 @@ from nanocmd_core.subsystems.inventory.storage import DynamoInventoryStore
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError
 from nanocmd_core.workflows.fvenable import FileVaultEnableWorkflow
 from tests.fakes.reports import report, security_info
-from tests.integration.test_api import LambdaContext, basic, proxy_event
 from tests.support.engine import engine_harness
 
 FVENABLE = "io.micromdm.wf.fvenable.v1"
@@ -61,7 +63,7 @@ def test_profile_template_route(table_name: str) -> None:
     settings = Settings(table_name=table_name, api_key_value="k")
     resolver = create_api(settings, lambda: None, modules=[filevault_routes])
     event = proxy_event("GET", "/v1/fvenable/profiletemplate", auth=basic("nanocmd", "k"))
-    reply = resolver.resolve(event, LambdaContext())
+    reply = resolver.resolve(event, LambdaContext("ApiFunction"))
     assert reply["statusCode"] == 200
     headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
     for k, v in (reply.get("multiValueHeaders") or {}).items():
@@ -72,7 +74,9 @@ def test_profile_template_route(table_name: str) -> None:
     assert (
         hashlib.sha256(body).hexdigest() == "a156661970782d026a21b50201b92c64ce878b6b1ef54810418cef7fc52428ef"
     )
-    unauthorized = resolver.resolve(proxy_event("GET", "/v1/fvenable/profiletemplate"), LambdaContext())
+    unauthorized = resolver.resolve(
+        proxy_event("GET", "/v1/fvenable/profiletemplate"), LambdaContext("ApiFunction")
+    )
     assert unauthorized["statusCode"] == 401
 
 

@@ -99,28 +99,18 @@ def test_dump_webhook_logs_the_body(
 ) -> None:
     """NANOCMD_DUMP_WEBHOOK: the webhook function logs every body it receives."""
     import base64
-    import importlib.util
 
+    from infra.local.lambda_runtime import LambdaContext, load_module
     from infra.local.run import reset_settings_cache
     from tests.fakes.reports import idle_webhook
 
     monkeypatch.setenv("NANOCMD_DUMP_WEBHOOK", "true")
     reset_settings_cache()
-    spec = importlib.util.spec_from_file_location(
-        "nanocmd_fn_webhook_dump", repo_root / "functions/webhook/app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(repo_root / "functions/webhook/app.py", "nanocmd_fn_webhook_dump")
     body = idle_webhook("DUMPED-DEVICE")
-
-    class Context:
-        function_name, memory_limit_in_mb, aws_request_id = "WebhookFunction", 256, "r1"
-        invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:WebhookFunction"
-
     event = {"body": base64.b64encode(body).decode(), "isBase64Encoded": True, "headers": {}}
     with caplog.at_level(logging.INFO, logger="nanocmd"):
-        reply = module.handler(event, Context())
+        reply = module.handler(event, LambdaContext("WebhookFunction"))
     assert reply["statusCode"] == 200
     [dumped] = [r for r in caplog.records if r.getMessage() == "webhook body"]
     assert "DUMPED-DEVICE" in dumped.body  # type: ignore[attr-defined]

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.local.events import proxy_event
+from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
-from tests.integration.test_api import LambdaContext, proxy_event
 
 OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "nanocmd" / "openapi.yaml"
 # api.md §2, the route table, with /v1/inventory as documented
@@ -27,7 +28,7 @@ ROUTE_TABLE = {
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     resolver = create_api(Settings(api_key_value="k", version="9.9.9"), lambda: None)
-    reply = resolver.resolve(proxy_event("GET", "/openapi.json"), LambdaContext())
+    reply = resolver.resolve(proxy_event("GET", "/openapi.json"), LambdaContext("ApiFunction"))
     assert reply["statusCode"] == 200  # no auth needed for the document
     import json
 

@@ -14,6 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.local.events import basic_auth as basic
+from infra.local.events import proxy_event
+from infra.local.lambda_runtime import LambdaContext
 from infra.local.resources import Provisioned
 from nanocmd_core.api.app import create_api
 from nanocmd_core.aws.blobs import S3BlobStore
@@ -22,7 +25,6 @@ from nanocmd_core.storage.models import bind_table
 from nanocmd_core.subsystems.profile.http import profile_routes
 from nanocmd_core.subsystems.profile.storage import INLINE_LIMIT, S3_PREFIX, DynamoProfileStore, ProfileItem
 from nanocmd_core.subsystems.profile.store import ProfileInfo, ProfileNotFoundError
-from tests.integration.test_api import LambdaContext, basic, proxy_event
 from tests.unit.subsystems.profile.profile_fixtures import (
     FVENABLE_TEMPLATE,
     profile_binary,
@@ -172,7 +174,9 @@ class ProfileApi:
         body: bytes | None = None,
         auth: str | None = basic("nanocmd", API_KEY),
     ) -> tuple[int, dict[str, str], bytes]:
-        reply = self.resolver.resolve(proxy_event(method, path, query, auth, body), LambdaContext())
+        reply = self.resolver.resolve(
+            proxy_event(method, path, query, auth, body), LambdaContext("ApiFunction")
+        )
         headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
         for k, v in (reply.get("multiValueHeaders") or {}).items():
             headers[k.lower()] = ", ".join(v)

@@ -22,20 +22,14 @@ from infra.local.events import basic_auth, proxy_event
 from infra.local.resources import Provisioned
 
 _INVOKE = r"""
-import importlib.util, json, sys
+import json, sys
+from pathlib import Path
+from infra.local.lambda_runtime import LambdaContext, load_module
+
 path, event = sys.argv[1], json.loads(sys.argv[2])
-spec = importlib.util.spec_from_file_location("app", path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "fn", 512, "req-1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fn"
-    def get_remaining_time_in_millis(self):
-        return 30000
-
+module = load_module(Path(path), "app")
 try:
-    module.handler(event, Context())
+    module.handler(event, LambdaContext("fn"))
 except Exception as exc:  # traced all the same; the test looks at the subsegments
     print("handler raised", repr(exc), file=sys.stderr)
 print(json.dumps({"xray_sdk_imported": "aws_xray_sdk" in sys.modules}))
