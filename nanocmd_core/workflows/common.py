@@ -8,7 +8,7 @@ from datetime import datetime
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.mdm.responses import CommandResponse, MDMResponseError
-from nanocmd_core.workflow import StepResult
+from nanocmd_core.workflow import StepEnqueueing, StepResult, Workflow
 
 logger = Logger(service="nanocmd", child=True)
 
@@ -24,6 +24,16 @@ def local_timestamp(when: datetime) -> str:
         digits = digits.rstrip("0")
         text = f"{head}.{digits}{offset}" if digits else f"{head}{offset}"
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def enqueue_for_id(workflow: Workflow, enqueueing: StepEnqueueing, enrollment_id: str) -> None:
+    """Send a step built for one id of a start (its commands depend on that id) to that id
+    alone; a failure names the id, as the Go workflows do."""
+    enqueueing.ids = [enrollment_id]
+    try:
+        workflow.enqueue(enqueueing)
+    except Exception as exc:
+        raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
 
 
 def log_install_results(workflow: str, result: StepResult) -> None:

@@ -31,6 +31,7 @@ from nanocmd_core.workflow import (
     Workflow,
     WorkflowError,
 )
+from nanocmd_core.workflows.common import enqueue_for_id
 
 NAME = "io.micromdm.wf.fvenable.v1"
 PROFILE_NAME = NAME
@@ -162,12 +163,7 @@ class FileVaultEnableWorkflow(Workflow):
                     f"creating install profile command for {enrollment_id}: retrieving PRK cert raw: {exc}"
                 ) from exc
             command = InstallProfile(payload=render_profile(template, certificate))
-            enqueueing = step.new_step_enqueueing(command, name=STEP_INSTALL)
-            enqueueing.ids = [enrollment_id]
-            try:
-                self.enqueue(enqueueing)
-            except Exception as exc:
-                raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
+            enqueue_for_id(self, step.new_step_enqueueing(command, name=STEP_INSTALL), enrollment_id)
 
     def step_completed(self, result: StepResult) -> None:
         if result.name == STEP_INSTALL:

@@ -16,6 +16,7 @@ from nanocmd_core.workflow import (
     Workflow,
     WorkflowError,
 )
+from nanocmd_core.workflows.common import enqueue_for_id
 
 NAME = "io.micromdm.wf.fvrotate.v1"
 
@@ -47,12 +48,7 @@ class FileVaultRotateWorkflow(Workflow):
                 file_vault_unlock=FileVaultUnlock(password=prk),
                 reply_encryption_certificate=certificate,
             )
-            enqueueing = step.new_step_enqueueing(command)
-            enqueueing.ids = [enrollment_id]
-            try:
-                self.enqueue(enqueueing)
-            except Exception as exc:
-                raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
+            enqueue_for_id(self, step.new_step_enqueueing(command), enrollment_id)
 
     def step_completed(self, result: StepResult) -> None:
         response = result.single_response(RotateFileVaultKeyResponse, "validating rotate response")

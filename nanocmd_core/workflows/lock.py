@@ -20,7 +20,7 @@ from nanocmd_core.workflow import (
     StepStart,
     Workflow,
 )
-from nanocmd_core.workflows.common import local_timestamp
+from nanocmd_core.workflows.common import enqueue_for_id, local_timestamp
 
 NAME = "io.micromdm.wf.lock.v1"
 KEY_PIN = NAME + ".pin"
@@ -62,12 +62,7 @@ class LockWorkflow(Workflow):
                 self.inventory.store(enrollment_id, values)
             except Exception as exc:
                 raise RuntimeError(f"store inventory values for {enrollment_id}: {exc}") from exc
-            enqueueing = step.new_step_enqueueing(DeviceLock(pin=pin))
-            enqueueing.ids = [enrollment_id]
-            try:
-                self.enqueue(enqueueing)
-            except Exception as exc:
-                raise RuntimeError(f"enqueueing step for {enrollment_id}: {exc}") from exc
+            enqueue_for_id(self, step.new_step_enqueueing(DeviceLock(pin=pin)), enrollment_id)
 
     def step_completed(self, result: StepResult) -> None:
         response = result.single_response(DeviceLockResponse, "validating lock response")
