@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import plistlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,11 +20,11 @@ from nanocmd_core.mdm.checkin import TokenUpdate
 from nanocmd_core.storage.models import bind_table
 from nanocmd_core.subsystems.cmdplan import CommandPlan, CommandPlanNotFoundError, DynamoCommandPlanStore
 from nanocmd_core.subsystems.cmdplan.http import cmdplan_routes
-from nanocmd_core.subsystems.profile.store import ProfileInfo, ProfileNotFoundError
 from nanocmd_core.workflow import Event, EventFlag, MDMContext
 from nanocmd_core.workflows.certprof import CertProfWorkflow
 from nanocmd_core.workflows.cmdplan import CommandPlanWorkflow
 from tests.fakes.reports import error_report, report
+from tests.fakes.stores import MemoryProfiles
 from tests.support.engine import Harness, engine_harness
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "nanocmd"
@@ -32,32 +32,6 @@ CERTPROF_DATA = SHARED / "workflow" / "certprof" / "testdata"
 API_KEY = "k"
 CMDPLAN = "io.micromdm.wf.cmdplan.v1"
 CERTPROF = "io.micromdm.wf.certprof.v1"
-
-
-class MemoryProfiles:
-    """The profile store stand-in (the real one is another subsystem's)."""
-
-    def __init__(self, **profiles: bytes) -> None:
-        self.raw = dict(profiles)
-
-    def store(self, name: str, raw: bytes) -> ProfileInfo:
-        self.raw[name] = raw
-        return ProfileInfo(identifier=name, uuid=name)
-
-    def retrieve_raw(self, name: str) -> bytes:
-        try:
-            return self.raw[name]
-        except KeyError:
-            raise ProfileNotFoundError(name) from None
-
-    def retrieve_infos(self, names: Sequence[str]) -> dict[str, ProfileInfo]:
-        return {n: ProfileInfo(identifier=n, uuid=n) for n in names if n in self.raw}
-
-    def list_infos(self) -> dict[str, ProfileInfo]:
-        return self.retrieve_infos(list(self.raw))
-
-    def delete(self, name: str) -> None:
-        self.raw.pop(name, None)
 
 
 def profile(identifier: str, *strings: str) -> bytes:

@@ -15,7 +15,6 @@ from nanocmd_core.mdm.responses import CommandResponse, parse_response
 from nanocmd_core.workflow import (
     Event,
     EventFlag,
-    StepEnqueueing,
     StepResult,
     StepResultCommandLenMismatchError,
     StepStart,
@@ -25,30 +24,9 @@ from nanocmd_core.workflow import (
 from nanocmd_core.workflows.devinfolog import DeviceInfoLogWorkflow
 from nanocmd_core.workflows.inventory import QUERIES, InventoryWorkflow
 from tests.fakes.reports import device_information, error_report, report, security_info
+from tests.fakes.stores import Enqueued, MemoryInventory
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "nanocmd"
-
-
-class Enqueued:
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, StepEnqueueing]] = []
-
-    def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
-        self.steps.append((workflow_name, step))
-
-
-class MemoryInventory:
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
-
-    def retrieve(self, ids: Any) -> dict[str, dict[str, Any]]:
-        return {i: self.records[i] for i in ids if i in self.records}
-
-    def store(self, enrollment_id: str, values: Any) -> None:
-        self.records.setdefault(enrollment_id, {}).update(values)
-
-    def delete(self, enrollment_id: str) -> None:
-        self.records.pop(enrollment_id, None)
 
 
 def result(enrollment_id: str, *responses: CommandResponse) -> StepResult:

@@ -5,7 +5,6 @@ tests/integration/test_cmdplan.py."""
 from __future__ import annotations
 
 import plistlib
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from nanocmd_core.mdm.checkin import Authenticate, TokenUpdate
 from nanocmd_core.mdm.commands import CertificateList, DeviceConfigured, InstallApplication, InstallProfile
 from nanocmd_core.mdm.responses import CertificateListResponse, CommandResponse, parse_response
 from nanocmd_core.subsystems.cmdplan.storage import CommandPlan, MemoryCommandPlanStore
-from nanocmd_core.subsystems.profile.store import ProfileInfo, ProfileNotFoundError
 from nanocmd_core.workflow import (
     Event,
     EventFlag,
@@ -28,7 +26,6 @@ from nanocmd_core.workflow import (
     IncorrectCommandTypeError,
     IncorrectContextTypeError,
     MDMContext,
-    StepEnqueueing,
     StepResult,
     StepResultCommandLenMismatchError,
     StepStart,
@@ -52,45 +49,10 @@ from nanocmd_core.workflows.cmdplan import (
     resolve_reference,
 )
 from tests.fakes.reports import error_report, report
+from tests.fakes.stores import Enqueued, MemoryProfiles
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "nanocmd"
 CERTPROF_DATA = SHARED / "workflow" / "certprof" / "testdata"
-
-
-class Enqueued:
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, StepEnqueueing]] = []
-
-    def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
-        self.steps.append((workflow_name, step))
-
-
-class MemoryProfiles:
-    """The ProfileStore protocol over a dict (identifier/UUID are not read here)."""
-
-    def __init__(self, **profiles: bytes) -> None:
-        self.raw = dict(profiles)
-        self.reads: list[str] = []
-
-    def store(self, name: str, raw: bytes) -> ProfileInfo:
-        self.raw[name] = raw
-        return ProfileInfo(identifier=name, uuid=name)
-
-    def retrieve_raw(self, name: str) -> bytes:
-        self.reads.append(name)
-        try:
-            return self.raw[name]
-        except KeyError:
-            raise ProfileNotFoundError(name) from None
-
-    def retrieve_infos(self, names: Sequence[str]) -> dict[str, ProfileInfo]:
-        return {n: ProfileInfo(identifier=n, uuid=n) for n in names if n in self.raw}
-
-    def list_infos(self) -> dict[str, ProfileInfo]:
-        return self.retrieve_infos(list(self.raw))
-
-    def delete(self, name: str) -> None:
-        self.raw.pop(name, None)
 
 
 def mobileconfig(identifier: str, *strings: str) -> bytes:

@@ -7,7 +7,7 @@ import base64
 import plistlib
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ from nanocmd_core.workflows.fvenable import PROFILE_TEMPLATE, FileVaultEnableWor
 from nanocmd_core.workflows.fvrotate import FileVaultRotateWorkflow
 from nanocmd_core.workflows.lock import LockWorkflow, new_pin
 from tests.fakes.reports import error_report, report, security_info
+from tests.fakes.stores import MemoryInventory
 from tests.unit.subsystems.filevault.cms_builder import envelope
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -69,23 +70,6 @@ class Enqueued:
         if self.inventory is not None:
             self.inventory_at_enqueue.append({i: dict(self.inventory.records.get(i, {})) for i in step.ids})
         self.steps.append(step)
-
-
-class MemoryInventory:
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
-        self.fail: Exception | None = None
-
-    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {i: self.records[i] for i in ids if i in self.records}
-
-    def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:
-        if self.fail:
-            raise self.fail
-        self.records.setdefault(enrollment_id, {}).update(values)
-
-    def delete(self, enrollment_id: str) -> None:
-        self.records.pop(enrollment_id, None)
 
 
 class Profiles:

@@ -4,7 +4,6 @@ with the Go error texts."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from nanocmd_core.subsystems.filevault import (
     PRKStoreError,
     generate_self_signed,
 )
+from tests.fakes.stores import MemoryInventory
 from tests.unit.subsystems.filevault.cms_builder import envelope
 
 
@@ -28,22 +28,6 @@ def exact(text: str) -> str:
 
 def starts(text: str) -> str:
     return "^" + re.escape(text)
-
-
-class MemoryInventory:
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
-        self.fail: Exception | None = None
-
-    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if self.fail:
-            raise self.fail
-        return {i: self.records[i] for i in ids if i in self.records}
-
-    def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:
-        if self.fail:
-            raise self.fail
-        self.records.setdefault(enrollment_id, {}).update(values)
 
 
 class BrokenKeys:
@@ -85,7 +69,7 @@ def test_store_prk_merges_prk_source_and_modified() -> None:
 def test_retrieve_prk_errors(records: dict[str, Any], fail: Exception | None, message: str) -> None:
     inventory = MemoryInventory()
     inventory.records.update(records)
-    inventory.fail = fail
+    inventory.fail_reads = fail
     with pytest.raises(PRKStoreError) as err:
         InventoryPRKStore(inventory).retrieve_prk("ID1")
     assert str(err.value) == message

@@ -17,7 +17,6 @@ from nanocmd_core.workflow import (
     EventFlag,
     EventsNotSupportedError,
     IncorrectContextTypeError,
-    StepEnqueueing,
     StepResult,
     StepResultCommandLenMismatchError,
     StepStart,
@@ -27,15 +26,8 @@ from nanocmd_core.workflow import (
 )
 from nanocmd_core.workflows.profile import NAME, ProfileWorkflow, desired_states
 from tests.fakes.reports import error_report, report
+from tests.fakes.stores import Enqueued
 from tests.unit.subsystems.profile.profile_fixtures import profile_xml
-
-
-class Enqueued:
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, StepEnqueueing]] = []
-
-    def enqueue_step(self, workflow_name: str, step: StepEnqueueing) -> None:
-        self.steps.append((workflow_name, step))
 
 
 @pytest.fixture
