@@ -212,9 +212,18 @@ class WorkflowStart(TableItem):
 
 class InventoryItem(TableItem):
     """The record's values are top-level attributes ``v:<key>``, one per inventory key, read
-    and written by ``subsystems/inventory/storage.py``."""
+    and written by ``subsystems/inventory/storage.py``. pynamodb drops attributes a model does
+    not declare, so a read keeps them, still in DynamoDB's form, in ``undeclared``."""
 
     Meta = TableMeta
+    undeclared: dict[str, Any]
+
+    @classmethod
+    def from_raw_data(cls, data: dict[str, Any]) -> InventoryItem:
+        item = super().from_raw_data(data)
+        declared = {a.attr_name for a in cls.get_attributes().values()}
+        item.undeclared = {name: value for name, value in data.items() if name not in declared}
+        return item
 
 
 ALL_MODELS: tuple[type[TableItem], ...] = (

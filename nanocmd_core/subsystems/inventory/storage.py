@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
@@ -53,10 +52,6 @@ def _key(attribute: str) -> str:
     return attribute.removeprefix(_VALUE).replace("%5D", "]").replace("%5B", "[").replace("%25", "%")
 
 
-_BATCH_GET = 100  # DynamoDB's limit of keys per BatchGetItem
-_MAX_ATTEMPTS = 8
-
-
 class DynamoInventoryStore:
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Records of the ids that have one; ids without a record are omitted."""
@@ -64,24 +59,10 @@ class DynamoInventoryStore:
         if not wanted:
             raise InventoryError("no ids supplied")
         found: dict[str, dict[str, Any]] = {}
-        table = InventoryItem._get_connection()
-        for start in range(0, len(wanted), _BATCH_GET):
-            keys: list[Any] = [{"pk": INVENTORY + i, "sk": _SK} for i in wanted[start : start + _BATCH_GET]]
-            for attempt in range(_MAX_ATTEMPTS):
-                if not keys:
-                    break
-                if attempt:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))  # unprocessed: DynamoDB is throttling
-                data = table.batch_get_item(keys)
-                for raw in data.get("Responses", {}).get(table.table_name, []):
-                    enrollment_id = raw["pk"]["S"].removeprefix(INVENTORY)
-                    values = {a: v for a, v in raw.items() if a.startswith(_VALUE)}
-                    decoded = _RAW_MAP.deserialize(values)
-                    found[enrollment_id] = {_key(a): _plain(v) for a, v in decoded.items()}
-                unprocessed = data.get("UnprocessedKeys", {}).get(table.table_name, {}).get("Keys", [])
-                keys = [{"pk": k["pk"]["S"], "sk": k["sk"]["S"]} for k in unprocessed]
-            if keys:
-                raise InventoryError(f"could not read {len(keys)} inventory records: DynamoDB throttled")
+        for item in InventoryItem.batch_get([(INVENTORY + i, _SK) for i in wanted]):
+            values = {a: v for a, v in item.undeclared.items() if a.startswith(_VALUE)}
+            decoded = _RAW_MAP.deserialize(values)
+            found[item.pk.removeprefix(INVENTORY)] = {_key(a): _plain(v) for a, v in decoded.items()}
         return {i: found[i] for i in wanted if i in found}
 
     def store(self, enrollment_id: str, values: Mapping[str, Any]) -> None:
