@@ -24,7 +24,8 @@ class ConfigError(ValueError):
     """A NANOCMD_* variable has a value the system cannot run with."""
 
 
-def _bool(value: str | None) -> bool:
+def env_flag(value: str | None) -> bool:
+    """An on/off environment value: 1, true, yes or on (any case) is on."""
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -79,12 +80,12 @@ class Settings:
             queue_url=e.get("NANOCMD_QUEUE_URL", ""),
             enqueue_url=e.get("NANOCMD_ENQUEUE_URL", ""),
             push_url=e.get("NANOCMD_PUSH_URL", ""),
-            micromdm=_bool(e.get("NANOCMD_MICROMDM")),
+            micromdm=env_flag(e.get("NANOCMD_MICROMDM")),
             step_timeout=_seconds(e, "NANOCMD_STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT),
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),
-            debug=_bool(e.get("NANOCMD_DEBUG")),
-            dump_webhook=_bool(e.get("NANOCMD_DUMP_WEBHOOK")),
+            debug=env_flag(e.get("NANOCMD_DEBUG")),
+            dump_webhook=env_flag(e.get("NANOCMD_DUMP_WEBHOOK")),
             listen=e.get("NANOCMD_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN,
             version=e.get("NANOCMD_VERSION", "unknown") or "unknown",
             api_key_value=e.get("NANOCMD_API", ""),

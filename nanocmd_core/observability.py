@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
 
-from nanocmd_core.config import Settings
+from nanocmd_core.config import Settings, env_flag
 
 NAMESPACE = "NanoCMD"
 SERVICE = "nanocmd"
@@ -82,7 +82,7 @@ def function_tracer() -> Tracer | None:
     ``POWERTOOLS_TRACE_DISABLED=true`` on a function goes further: no tracer at all, so the X-Ray
     SDK is never imported (a few hundred ms of cold start; Lambda's active tracing still records
     each invocation, without the SDK calls as subsegments)."""
-    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
+    if env_flag(os.environ.get("POWERTOOLS_TRACE_DISABLED")):
         return None
     return Tracer(service=SERVICE, patch_modules=["botocore"])
 
