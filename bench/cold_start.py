@@ -79,10 +79,11 @@ def function_names() -> list[str]:
     return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/app.py"))
 
 
-def child_env() -> dict[str, str]:
-    """Dummy AWS and NANOCMD_* settings: enough for every handler's import, no network."""
+def child_env(dynamodb_endpoint: str = CLOSED) -> dict[str, str]:
+    """Dummy AWS and NANOCMD_* settings: enough for every handler's import, no network (but
+    DynamoDB at ``dynamodb_endpoint`` when given)."""
     env = {k: v for k, v in os.environ.items() if k not in services.AWS_VARS_TO_UNSET}
-    env.update(services.aws_env(CLOSED, CLOSED))
+    env.update(services.aws_env(dynamodb_endpoint, CLOSED))
     env.update(
         {
             "NANOCMD_TABLE": "bench",

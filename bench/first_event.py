@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench import cold_start
 from bench.fakes import InMemoryMDMClient, sqs_event
-from bench.stack import CLOSED_ENDPOINT, REPO_ROOT
+from bench.stack import REPO_ROOT
 from infra.local.run import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.config import Settings
@@ -90,18 +91,8 @@ def run(table_name: str, runs: int = 5, progress: Callable[[str], None] | None =
     os.environ["NANOCMD_TABLE"] = table_name
     reset_settings_cache()
     engine = wiring.build_app(Settings.from_env(), mdm=client, plugins=[]).engine
-    env = {
-        **os.environ,
-        "NANOCMD_TABLE": table_name,
-        "NANOCMD_QUEUE_URL": f"{CLOSED_ENDPOINT}/123456789012/bench.fifo",
-        "NANOCMD_ENQUEUE_URL": f"{CLOSED_ENDPOINT}/v1/enqueue/",  # a completed step sends nothing
-        "NANOCMD_PUSH_URL": f"{CLOSED_ENDPOINT}/v1/push/",
-        "NANOCMD_ENQUEUE_API": "bench",
-        "PYTHONPATH": str(REPO_ROOT),
-        "POWERTOOLS_SERVICE_NAME": "nanocmd",
-        "POWERTOOLS_METRICS_NAMESPACE": "bench",
-    }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = cold_start.child_env(dynamodb_endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    env["NANOCMD_TABLE"] = table_name  # a completed step sends nothing: the MDM URLs stay closed
     firsts: list[float] = []
     nexts: list[float] = []
     handler = str(REPO_ROOT / "functions" / "events" / "app.py")
