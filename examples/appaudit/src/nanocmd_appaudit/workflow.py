@@ -17,7 +17,6 @@ from nanocmd_core.mdm.commands import DeviceInformation, InstalledApplicationLis
 from nanocmd_core.mdm.responses import (
     DeviceInformationResponse,
     InstalledApplicationListResponse,
-    MDMResponseError,
 )
 from nanocmd_core.plugins import WorkflowDeps
 from nanocmd_core.subsystems.inventory.storage import InventoryStore
@@ -65,13 +64,7 @@ class AppAuditWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _after_device_information(self, result: StepResult) -> None:
-        info = result.result_of(DeviceInformationResponse)
-        if info is None:
-            raise WorkflowError("no DeviceInformation in the step result")
-        try:
-            info.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"device information: {exc}") from exc
+        info = result.single_response(DeviceInformationResponse, "device information")
         product = info.query_responses.product_name or ""
         if not product.startswith("Mac"):  # only Macs need the (large) application list
             self.inventory.store(result.id, {"appaudit.skipped": f"not a Mac: {product or 'unknown'}"})
@@ -83,13 +76,7 @@ class AppAuditWorkflow(Workflow):
         )
 
     def _after_app_list(self, result: StepResult) -> None:
-        apps = result.result_of(InstalledApplicationListResponse)
-        if apps is None:
-            raise WorkflowError("no InstalledApplicationList in the step result")
-        try:
-            apps.validate_status()
-        except MDMResponseError as exc:
-            raise WorkflowError(f"installed applications: {exc}") from exc
+        apps = result.single_response(InstalledApplicationListResponse, "installed applications")
         installed = {a.identifier for a in apps.installed_application_list if a.identifier}
         required: list[str] = result.context or []
         self.inventory.store(
