@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local import services
+from infra.local.lambda_runtime import run_fresh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -101,18 +100,7 @@ def child_env(dynamodb_endpoint: str = CLOSED) -> dict[str, str]:
 
 
 def _run(mode: str, target: str, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, target, str(REPO_ROOT)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"import in a fresh interpreter failed ({mode} {target}):\n{out.stderr[-2000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_fresh(_CHILD, [mode, target, str(REPO_ROOT)], env, REPO_ROOT, timeout=120)[0]
 
 
 def measure(name: str, runs: int = 10, progress: Callable[[str], None] | None = None) -> ColdStart:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 from bench import cold_start
 from bench.fakes import InMemoryMDMClient, sqs_event
 from bench.stack import REPO_ROOT
+from infra.local.lambda_runtime import run_fresh
 from infra.local.run import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.config import Settings
@@ -101,20 +100,9 @@ def run(table_name: str, runs: int = 5, progress: Callable[[str], None] | None =
             json.dump(_device_batches(client, engine, n), f)
             events_path = f.name
         try:
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, handler, events_path],
-                cwd=REPO_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            first, second = run_fresh(_CHILD, [handler, events_path], env, REPO_ROOT)[0]["cpu"]
         finally:
             os.unlink(events_path)
-        if out.returncode != 0:
-            raise RuntimeError(f"events function in a fresh interpreter failed:\n{out.stderr[-2000:]}")
-        first, second = json.loads(out.stdout.strip().splitlines()[-1])["cpu"]
         if n:
             firsts.append(first * 1000)
             nexts.append(second * 1000)

@@ -13,12 +13,14 @@ either since a warm container serves many requests.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -128,6 +130,25 @@ def load_module(path: Path, module_name: str) -> ModuleType:
         sys.modules.pop(module_name, None)
         raise
     return module
+
+
+def run_fresh(
+    code: str, args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 300
+) -> tuple[dict[str, Any], str]:
+    """Run ``code`` (``python -c``) in a fresh interpreter, as a cold Lambda starts one; its last
+    line of output is JSON. Returns that document and what it wrote to stderr."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"fresh interpreter failed ({' '.join(args)}):\n{out.stderr[-2000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1])), out.stderr
 
 
 class FunctionHost:

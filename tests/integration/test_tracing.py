@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 
 from infra.local.events import basic_auth, proxy_event
+from infra.local.lambda_runtime import run_fresh
 from infra.local.resources import Provisioned
 
 _INVOKE = r"""
@@ -89,21 +88,11 @@ def invoke_on_lambda(function: str, repo_root: Path, tmp_path: Path, **env: str)
     }
     handler = str(repo_root / "functions" / function / "app.py")
     try:
-        run = subprocess.run(
-            [sys.executable, "-c", _INVOKE, handler, json.dumps(EVENTS[function])],
-            env=lambda_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr[-2000:]
+        doc, stderr = run_fresh(_INVOKE, [handler, json.dumps(EVENTS[function])], lambda_env, tmp_path, 120)
         subsegments = _subsegments(daemon)
     finally:
         daemon.close()
-    imported = json.loads(run.stdout.strip().splitlines()[-1])["xray_sdk_imported"]
-    return Invocation(subsegments, imported, run.stderr[-3000:])
+    return Invocation(subsegments, doc["xray_sdk_imported"], stderr[-3000:])
 
 
 @pytest.mark.parametrize("function", sorted(EVENTS))
