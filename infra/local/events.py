@@ -39,6 +39,14 @@ def proxy_event(
             "resourcePath": "/{proxy+}",
             "identity": {"sourceIp": "127.0.0.1"},
         },
-        "body": base64.b64encode(body).decode() if body else None,
-        "isBase64Encoded": bool(body),
+        "body": base64.b64encode(body).decode() if body is not None else None,
+        "isBase64Encoded": body is not None,
     }
+
+
+def reply_headers(reply: dict[str, Any]) -> dict[str, str]:
+    """A proxy reply's headers by lower-case name, multi-value ones joined as HTTP would."""
+    headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
+    for k, v in (reply.get("multiValueHeaders") or {}).items():
+        headers[k.lower()] = ", ".join(v)
+    return headers

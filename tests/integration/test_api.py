@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local.events import basic_auth as basic
-from infra.local.events import proxy_event
+from infra.local.events import proxy_event, reply_headers
 from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
@@ -40,9 +40,7 @@ class Api:
         reply = self.resolver.resolve(
             proxy_event(method, path, query, auth, body), LambdaContext("ApiFunction")
         )
-        headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
-        for k, v in (reply.get("multiValueHeaders") or {}).items():
-            headers[k.lower()] = ", ".join(v)
+        headers = reply_headers(reply)
         body = reply.get("body") or ""
         try:
             parsed = json.loads(body) if body else None

@@ -3,7 +3,6 @@ workflows each through the engine and a fake NanoMDM (subsystems.md §6, workflo
 
 from __future__ import annotations
 
-import base64
 import json
 import plistlib
 from collections.abc import Iterator
@@ -13,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from infra.local.events import basic_auth, proxy_event
+from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import AlreadyStartedError, StartError
@@ -76,18 +77,8 @@ def test_dynamo_store_conformance(table_name: str) -> None:
 
 
 def call(resolver: Any, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    headers = {"Authorization": "Basic " + base64.b64encode(f"nanocmd:{API_KEY}".encode()).decode()}
-    event = {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "requestContext": {"requestId": "r", "stage": "prod", "httpMethod": method, "path": path},
-        "body": base64.b64encode(body).decode() if body is not None else None,
-        "isBase64Encoded": body is not None,
-    }
-    reply = resolver.resolve(event, SimpleNamespace(function_name="api", aws_request_id="r"))
+    event = proxy_event(method, path, auth=basic_auth("nanocmd", API_KEY), body=body)
+    reply = resolver.resolve(event, LambdaContext("ApiFunction"))
     text = reply.get("body") or ""
     return reply["statusCode"], json.loads(text) if text else None
 

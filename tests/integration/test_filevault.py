@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from infra.local.events import basic_auth as basic
-from infra.local.events import proxy_event
+from infra.local.events import proxy_event, reply_headers
 from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
@@ -65,10 +65,7 @@ def test_profile_template_route(table_name: str) -> None:
     event = proxy_event("GET", "/v1/fvenable/profiletemplate", auth=basic("nanocmd", "k"))
     reply = resolver.resolve(event, LambdaContext("ApiFunction"))
     assert reply["statusCode"] == 200
-    headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
-    for k, v in (reply.get("multiValueHeaders") or {}).items():
-        headers[k.lower()] = ", ".join(v)
-    assert headers["content-type"] == "application/x-apple-aspen-config"
+    assert reply_headers(reply)["content-type"] == "application/x-apple-aspen-config"
     body = base64.b64decode(reply["body"]) if reply.get("isBase64Encoded") else reply["body"].encode()
     assert len(body) == 1940
     assert (

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from infra.local.events import basic_auth as basic
-from infra.local.events import proxy_event
+from infra.local.events import proxy_event, reply_headers
 from infra.local.lambda_runtime import LambdaContext
 from infra.local.resources import Provisioned
 from nanocmd_core.api.app import create_api
@@ -177,9 +177,7 @@ class ProfileApi:
         reply = self.resolver.resolve(
             proxy_event(method, path, query, auth, body), LambdaContext("ApiFunction")
         )
-        headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
-        for k, v in (reply.get("multiValueHeaders") or {}).items():
-            headers[k.lower()] = ", ".join(v)
+        headers = reply_headers(reply)
         raw = reply.get("body") or ""
         data = base64.b64decode(raw) if reply.get("isBase64Encoded") else raw.encode()
         return reply["statusCode"], headers, data

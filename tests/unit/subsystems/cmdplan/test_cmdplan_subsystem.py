@@ -4,13 +4,14 @@ The DynamoDB store runs the same checks in tests/integration/test_cmdplan.py."""
 
 from __future__ import annotations
 
-import base64
 import json
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from infra.local.events import basic_auth, proxy_event, reply_headers
+from infra.local.lambda_runtime import LambdaContext
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import Settings
 from nanocmd_core.subsystems.cmdplan import (
@@ -100,29 +101,10 @@ def test_memory_store_replaces_and_limits() -> None:
 
 
 def call(resolver: Any, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
-    auth = "Basic " + base64.b64encode(f"nanocmd:{API_KEY}".encode()).decode()
-    headers = {"Host": "api.example", "Authorization": auth}
-    event = {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {"requestId": "r", "stage": "prod", "httpMethod": method, "path": path,
-                           "resourcePath": "/{proxy+}", "identity": {"sourceIp": "127.0.0.1"}},
-        "body": base64.b64encode(body).decode() if body is not None else None,
-        "isBase64Encoded": body is not None,
-    }  # fmt: skip
-    reply = resolver.resolve(event, SimpleNamespace(function_name="api", aws_request_id="r"))
-    headers_out = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
-    for k, v in (reply.get("multiValueHeaders") or {}).items():
-        headers_out[k.lower()] = ", ".join(v)
+    event = proxy_event(method, path, auth=basic_auth("nanocmd", API_KEY), body=body)
+    reply = resolver.resolve(event, LambdaContext("ApiFunction"))
     text = reply.get("body") or ""
-    return reply["statusCode"], headers_out, json.loads(text) if text else None
+    return reply["statusCode"], reply_headers(reply), json.loads(text) if text else None
 
 
 @pytest.fixture
@@ -191,17 +173,5 @@ def test_other_methods_and_auth(api: Any) -> None:
     resolver, _ = api
     status, headers, _ = call(resolver, "DELETE", "/v1/cmdplan/p")
     assert status == 405 and "PUT" in headers["allow"] and "GET" in headers["allow"]
-    event_reply = resolver.resolve(
-        {
-            "resource": "/{proxy+}",
-            "path": "/v1/cmdplan/p",
-            "httpMethod": "GET",
-            "headers": {},
-            "multiValueHeaders": {},
-            "requestContext": {"requestId": "r", "stage": "prod", "path": "/v1/cmdplan/p"},
-            "body": None,
-            "isBase64Encoded": False,
-        },
-        SimpleNamespace(function_name="api", aws_request_id="r"),
-    )
+    event_reply = resolver.resolve(proxy_event("GET", "/v1/cmdplan/p"), LambdaContext("ApiFunction"))
     assert event_reply["statusCode"] == 401
