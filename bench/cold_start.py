@@ -82,7 +82,7 @@ def child_env(dynamodb_endpoint: str = CLOSED) -> dict[str, str]:
     """Dummy AWS and NANOCMD_* settings: enough for every handler's import, no network (but
     DynamoDB at ``dynamodb_endpoint`` when given)."""
     env = {k: v for k, v in os.environ.items() if k not in services.AWS_VARS_TO_UNSET}
-    env.update(services.aws_env(dynamodb_endpoint, CLOSED))
+    env.update(services.aws_env(dynamodb_endpoint, CLOSED, CLOSED))
     env.update(
         {
             "NANOCMD_TABLE": "bench",

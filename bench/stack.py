@@ -30,7 +30,7 @@ def dynamodb_local() -> Iterator[str]:
     """Start DynamoDB Local on a free port with the AWS env pointing at it; yields its URL."""
     ddb = services.DynamoDBLocal(log_path=services.DEFAULT_LOG_DIR / f"bench-dynamodb-{os.getpid()}.log")
     ddb.start()
-    previous = services.apply_env(services.aws_env(ddb.endpoint_url, CLOSED_ENDPOINT))
+    previous = services.apply_env(services.aws_env(ddb.endpoint_url, CLOSED_ENDPOINT, CLOSED_ENDPOINT))
     try:
         yield ddb.endpoint_url
     finally:

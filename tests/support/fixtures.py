@@ -1,6 +1,6 @@
-"""Session-wide fixtures: one DynamoDB Local and one moto server for the whole test session.
+"""Session-wide fixtures: one DynamoDB Local, one moto server and one fauxqs for the whole session.
 
-The AWS environment (dummy credentials, region, ``AWS_ENDPOINT_URL_*`` for the two servers) is set
+The AWS environment (dummy credentials, region, ``AWS_ENDPOINT_URL_*`` for the servers) is set
 here at import time, before any test module is imported, so a boto3 client or pynamodb model created
 at import already points at the local servers; real AWS can never be reached from a test. The servers
 themselves start on first use (every test under tests/integration and tests/e2e, through an autouse
@@ -30,8 +30,13 @@ from infra.local.run import reset_settings_cache  # noqa: E402
 
 _DYNAMODB_PORT = services.free_port()
 _MOTO_PORT = services.free_port()
-AWS_ENV = services.aws_env(f"http://127.0.0.1:{_DYNAMODB_PORT}", f"http://127.0.0.1:{_MOTO_PORT}")
+_FAUXQS_PORT = services.free_port()
+AWS_ENV = services.aws_env(
+    f"http://127.0.0.1:{_DYNAMODB_PORT}", f"http://127.0.0.1:{_MOTO_PORT}", f"http://127.0.0.1:{_FAUXQS_PORT}"
+)
 services.apply_env(AWS_ENV)
+
+Services = tuple[services.DynamoDBLocal, services.MotoServer, services.Fauxqs]
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
@@ -58,19 +63,22 @@ def shared_testdata(repo_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def aws_services() -> Iterator[tuple[services.DynamoDBLocal, services.MotoServer]]:
-    """DynamoDB Local and moto's server on the ports AWS_ENV already names; stopped at session end."""
-    ddb, moto = services.start_services(
-        dynamodb_port=_DYNAMODB_PORT, moto_port=_MOTO_PORT, log_dir=services.DEFAULT_LOG_DIR
+def aws_services() -> Iterator[Services]:
+    """DynamoDB Local, moto and fauxqs (all in memory) on the ports AWS_ENV names; stopped at session end."""
+    ddb, moto, fauxqs = services.start_services(
+        dynamodb_port=_DYNAMODB_PORT,
+        moto_port=_MOTO_PORT,
+        fauxqs_port=_FAUXQS_PORT,
+        log_dir=services.DEFAULT_LOG_DIR,
     )
     try:
-        yield ddb, moto
+        yield ddb, moto, fauxqs
     finally:
-        services.stop_all(moto, ddb)
+        services.stop_all(fauxqs, moto, ddb)
 
 
 @pytest.fixture(scope="session")
-def aws_env(aws_services: tuple[services.DynamoDBLocal, services.MotoServer]) -> dict[str, str]:
+def aws_env(aws_services: Services) -> dict[str, str]:
     """The AWS_* environment every test runs with (also already in os.environ)."""
     services.apply_env(AWS_ENV)  # again, in case a test before this one changed it
     return dict(AWS_ENV)
