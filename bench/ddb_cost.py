@@ -80,7 +80,8 @@ class Floor:
         return sum(self.calls.values())
 
 
-_START = {"PutItem": 3.0, "BatchWriteItem": 1.0}  # lock + target + 1 command record; start record
+# conditional lock; SC-3 lookup of the command record; target + record batched; start record batched
+_START = {"PutItem": 1.0, "BatchGetItem": 1.0, "BatchWriteItem": 2.0}
 FLOORS: dict[str, Floor] = {
     "untracked report": Floor({"GetItem": 1}, "GetItem of the command record finds nothing; that is all"),
     "NotNow report": Floor(
@@ -102,18 +103,21 @@ FLOORS: dict[str, Floor] = {
         "the events function looks a batch's command records up in one BatchGetItem, then as above",
     ),
     "TokenUpdate, 2 subscriptions": Floor(
-        {"PutItem": 6, "BatchWriteItem": 2},
+        {"PutItem": 2, "BatchGetItem": 2, "BatchWriteItem": 4},
         "subscriptions cached per process (0 calls warm), then two workflow starts of 1 command",
     ),
     "Idle, IdleNotStartedSince sub": Floor(
         {"GetItem": 1}, "cached subscriptions + one GetItem start record per IdleNotStartedSince sub"
     ),
     "workflow start, 1 id": Floor(
-        _START, "PutItem lock (conditional) + PutItem target + PutItem per command + BatchWriteItem start"
+        _START,
+        "PutItem lock (conditional), BatchGetItem command records (SC-3), BatchWriteItem target +"
+        " records, BatchWriteItem start record",
     ),
     "workflow start, 30 ids (per id)": Floor(
-        {"PutItem": 3, "BatchWriteItem": 2 / 30},
-        "per id as for one; the 30 start records go in 2 BatchWriteItems (25 a request)",
+        {"PutItem": 1, "BatchGetItem": 1 / 30, "BatchWriteItem": 5 / 30},
+        "a lock put per id; 30 records looked up in 1 BatchGetItem; 60 targets and records in 3"
+        " BatchWriteItems, 30 start records in 2 (25 a request)",
     ),
     "sweep, nothing due": Floor(
         {"Query": SWEEP_QUERIES}, "one Query per shard of each sparse index (delayed, timeout, re-push)"

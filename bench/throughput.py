@@ -29,7 +29,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from bench.fakes import InMemoryMDMClient, sqs_event
-from bench.recorder import DynamoDBRecorder
+from bench.recorder import DynamoDBRecorder, Usage
 from bench.stack import REPO_ROOT, silence_logs
 from infra.local.events import basic_auth, proxy_event
 from infra.local.lambda_runtime import LambdaContext, load_module
@@ -44,6 +44,10 @@ TARGET_TOTAL_MS = 5.0
 API_KEY = "bench-api-key"
 PASSES = 5
 BATCH = 10  # the most records an SQS FIFO event source mapping passes at once
+FLEET_REQUESTS = 5
+FLEET_PER_REQUEST = 100
+FLEET_TARGET_S = 5.0  # 500 ids in 5 requests of 100
+INVENTORY_COMMANDS = 2  # DeviceInformation, SecurityInfo
 
 _OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sdk", ("/botocore/", "/pynamodb/", "/boto3/", "/urllib3/", "/s3transfer/", "/jmespath/", "/dateutil/")),
@@ -143,6 +147,52 @@ class Pass:
 
 
 @dataclass
+class FleetStarts:
+    """Inventory starts for many ids through the API function: ``requests`` requests of ``per_request``
+    ids each, one after the other, as an admin script starting a fleet would send them."""
+
+    requests: int
+    per_request: int
+    wall: float
+    cpu: float
+    calls: Counter[str] = field(default_factory=Counter)
+    wcu: float = 0.0
+    estimated: int = 0
+    """Calls whose WCU DynamoDB Local did not report (failed conditional writes), counted as 1."""
+
+    @property
+    def ids(self) -> int:
+        return self.requests * self.per_request
+
+    @property
+    def per_second(self) -> float:
+        return self.ids / self.wall if self.wall else 0.0
+
+    def per_id(self, op: str | None = None) -> float:
+        n = sum(self.calls.values()) if op is None else self.calls.get(op, 0)
+        return n / self.ids
+
+    @staticmethod
+    def floor_calls() -> dict[str, float]:
+        """Per id: the conditional lock put, and the unconditional items (step target, one record
+        per command, start record) 25 to a BatchWriteItem."""
+        return {"PutItem": 1.0, "BatchWriteItem": (1 + INVENTORY_COMMANDS + 1) / 25}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "ids_per_request": self.per_request,
+            "wall_s": round(self.wall, 3),
+            "cpu_s": round(self.cpu, 3),
+            "ids_per_second": round(self.per_second, 1),
+            "calls_per_id": {k: round(v / self.ids, 3) for k, v in sorted(self.calls.items())},
+            "wcu_per_id": round(self.wcu / self.ids, 3),
+            "floor_calls_per_id": {k: round(v, 3) for k, v in self.floor_calls().items()},
+            "target_wall_s": FLEET_TARGET_S if self.ids == 500 else None,
+        }
+
+
+@dataclass
 class ThroughputReport:
     devices: int
     start: Pass
@@ -150,9 +200,11 @@ class ThroughputReport:
     split: dict[str, float]
     inventory_written: int
     api: Pass
+    fleet: FleetStarts | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"fleet_starts": self.fleet.to_json()} if self.fleet else {}),
             "devices": self.devices,
             "start_via_engine": self.start.to_json(),
             "events": self.events.to_json(),
@@ -231,6 +283,35 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def fleet_starts(
+    api_fn: ModuleType,
+    recorder: DynamoDBRecorder,
+    requests: int = FLEET_REQUESTS,
+    per_request: int = FLEET_PER_REQUEST,
+    prefix: str = "f",
+) -> FleetStarts:
+    """Start the inventory workflow for ``requests`` x ``per_request`` fresh ids through the API
+    handler (each request must answer 200), counting every DynamoDB call and its WCU."""
+    auth = basic_auth("nanocmd", API_KEY)
+    path = f"/v1/workflow/{INVENTORY}/start"
+    batches = [
+        proxy_event("POST", path, {"id": [f"{prefix}{r:02d}-{n:04d}" for n in range(per_request)]}, auth)
+        for r in range(requests)
+    ]
+    result = FleetStarts(requests=requests, per_request=per_request, wall=0.0, cpu=0.0)
+    with recorder.recording() as calls, _quiet():
+        w0, c0 = time.perf_counter(), time.process_time()
+        for request in batches:
+            reply = api_fn.handler(request, LambdaContext("ApiFunction", timeout=29))
+            if reply["statusCode"] != 200 or "skipped_ids" in reply.get("body", ""):
+                raise AssertionError(f"fleet start answered {reply['statusCode']}: {reply.get('body')}")
+        result.cpu = time.process_time() - c0
+        result.wall = time.perf_counter() - w0
+    usage = Usage.of(list(calls))
+    result.calls, result.wcu, result.estimated = usage.calls, usage.wcu, usage.estimated
+    return result
+
+
 def run(
     table_name: str,
     recorder: DynamoDBRecorder,
@@ -299,6 +380,9 @@ def run(
                 )
     if progress:
         progress(f"throughput: {api_starts} API starts in {api.wall:.1f}s")
+    fleet = fleet_starts(api_fn, recorder, per_request=min(FLEET_PER_REQUEST, devices))
+    if progress:
+        progress(f"throughput: {fleet.ids} ids started through the API in {fleet.wall:.1f}s")
     return ThroughputReport(
         devices=devices,
         start=start,
@@ -306,6 +390,7 @@ def run(
         split=sampler.shares(),
         inventory_written=complete,
         api=api,
+        fleet=fleet,
     )
 
 
@@ -333,6 +418,8 @@ def render(r: ThroughputReport) -> tuple[list[str], list[list[Any]], list[str]]:
         ["  CPU ms per API start", round(r.api.cpu_ms, 3), None],
         ["  DynamoDB calls per API start", round(sum(r.api.dynamodb_calls.values()) / r.api.n, 2), None],
     ]
+    if r.fleet is not None:
+        rows += fleet_rows(r.fleet)
     verdict = "within" if ours <= TARGET_OURS_MS and best <= TARGET_TOTAL_MS else "ABOVE"
     notes = [
         "Driven through functions/events/app.py (SQS FIFO events, 10 records) and functions/api/app.py"
@@ -344,3 +431,45 @@ def render(r: ThroughputReport) -> tuple[list[str], list[list[Any]], list[str]]:
         + ", ".join(f"{k} {v / ev.n:.2f}" for k, v in sorted(ev.dynamodb_calls.items())),
     ]
     return headers, rows, notes
+
+
+def fleet_rows(f: FleetStarts) -> list[list[Any]]:
+    """The fleet starts as rows of the throughput table: rate, and calls and WCU per id by floor."""
+    floor = f.floor_calls()
+    title = f"fleet starts, {f.requests} API requests x {f.per_request} ids (inventory)"
+    target = f"≤ {FLEET_TARGET_S:g} s" if f.ids == 500 else None
+    wcu = f"{f.wcu / f.ids:.2f}" + ("*" if f.estimated else "")
+    rows: list[list[Any]] = [
+        [title, f"{f.wall:.2f} s wall, {f.cpu:.2f} s CPU", target],
+        ["  ids started/s", round(f.per_second, 1), None],
+        ["  DynamoDB calls per id", round(f.per_id(), 3), f"floor {sum(floor.values()):.2f}"],
+    ]
+    for op in sorted(set(f.calls) | set(floor)):
+        why = " (SC-3 lookup of the command records, reads)" if op == "BatchGetItem" else ""
+        rows.append([f"    {op} per id{why}", round(f.per_id(op), 3), f"floor {floor.get(op, 0.0):.2f}"])
+    rows.append(["  WCU per id (DynamoDB Local)", wcu, None])
+    return rows
+
+
+def main() -> int:
+    """``python -m bench.throughput``: the fleet starts alone, on their own DynamoDB Local."""
+    from bench import report, stack
+
+    with stack.dynamodb_local(), stack.fresh_table():
+        recorder = DynamoDBRecorder().install()
+        try:
+            os.environ["NANOCMD_API"] = API_KEY
+            reset_settings_cache()
+            api_fn = _load_handler("api", InMemoryMDMClient())
+            fleet_starts(api_fn, recorder, requests=1, per_request=10, prefix="warm")  # clients, caches
+            fleet = fleet_starts(api_fn, recorder)
+        finally:
+            recorder.uninstall()
+    info = report.machine()
+    print(f"{info['cpu']}, {info['cores']} cores; load average {' '.join(map(str, info['load_average']))}")
+    print(report.table(["measure", "value", "target"], fleet_rows(fleet)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,9 +5,13 @@ devices or of steps in flight: each is a key lookup, a Query of one enrollment's
 Query of a sparse index that holds only what is due.
 
 - workflow start, per id: PutItem lock (conditional; exclusive workflows only), the enqueue
-  below, PutItem start record (BatchWriteItem), DeleteItem lock if Start enqueued nothing.
-- enqueue, per id: PutItem step target + one conditional PutItem per command record (a tracked
-  (id, UUID) is never overwritten, SC-3). A delayed step adds one PutItem of its raw commands.
+  below, start record (BatchWriteItem), DeleteItem lock if Start enqueued nothing. The lock puts
+  of one start run together on a small thread pool (``fan_out``).
+- enqueue, per id: step target + one command record per command, 25 items to a BatchWriteItem
+  (the calls run together), after one consistent BatchGetItem per 100 command records: a batch
+  write takes no condition, and a tracked (id, UUID) is never overwritten (SC-3). A delayed step
+  adds one PutItem of its raw commands. So a 100-id start of a 2-command step costs 100
+  conditional PutItems + 2 BatchGetItems + 12 + 4 BatchWriteItems.
 - untracked report: GetItem command record (strongly consistent). That is all. The events
   function looks up a whole batch's reports in one BatchGetItem instead (``prefetched_commands``).
 - tracked report (NotNow, or not the last): GetItem + UpdateItem step target.
@@ -22,8 +26,11 @@ Query of a sparse index that holds only what is due.
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -58,6 +65,11 @@ logger = Logger(service="nanocmd", child=True)
 
 # Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
 _FANOUT_THREADS = 16
+BATCH_WRITE_LIMIT = 25  # items in one BatchWriteItem (DynamoDB's limit)
+BATCH_WRITE_ATTEMPTS = 8
+BATCH_BACKOFF = 0.05
+"""Seconds before the first resend of unprocessed items; doubled each time, capped, jittered."""
+BATCH_BACKOFF_CAP = 2.0
 TIMEOUT_INDEX_SHARDS = 8
 TIMEOUT_PREFIX = "TIMEOUT#"
 PUSH_INDEX_SHARDS = 8
@@ -227,10 +239,12 @@ class DynamoEngineStore:
     # --- steps -----------------------------------------------------------------------------
 
     def put_targets(self, targets: Sequence[NewTarget]) -> None:
-        """Store step targets and their command records; all or nothing (SC-3)."""
+        """Store step targets and their command records in batches; none when a command is
+        already tracked for its id (SC-3). A batch write takes no condition, so the records are
+        looked up first (one consistent BatchGetItem per 100)."""
         self._forget_prefetched(t.enrollment_id for t in targets)
-        written: list[StepTarget | CommandRecord] = []
-        items: list[tuple[StepTarget | CommandRecord, bool]] = []
+        items: list[Model] = []
+        records: list[CommandRecord] = []
         for t in targets:
             pk = enrollment_pk(t.enrollment_id)
             target = StepTarget(
@@ -256,45 +270,29 @@ class DynamoEngineStore:
             if t.timeout_at is not None:
                 target.gsi1pk = f"{TIMEOUT_PREFIX}{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
                 target.gsi1sk = t.timeout_at
-            items.append((target, False))
-            for c in t.commands:
-                items.append(
-                    (
-                        CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type),
-                        True,
-                    )
-                )
-
-        def put(entry: tuple[StepTarget | CommandRecord, bool]) -> StepTarget | CommandRecord | None:
-            item, unique = entry
-            with _conditional() as write:
-                if unique:
-                    item.save(condition=CommandRecord.pk.does_not_exist())
-                else:
-                    item.save()
-            if write.failed:
-                return None
-            return item
-
-        failed = False
-        if len(items) <= 4:
-            results = [put(e) for e in items]
-        else:
-            with ThreadPoolExecutor(max_workers=_FANOUT_THREADS) as pool:
-                results = list(pool.map(put, items))
-        for entry, result in zip(items, results, strict=True):
-            if result is None:
-                failed = True
-            else:
-                written.append(entry[0])
-        if failed:
-            self._delete_items(written)
-            dupes = [
-                e[0].pk.removeprefix("ENR#") + "/" + e[0].sk.removeprefix(COMMAND)
-                for e, r in zip(items, results, strict=True)
-                if r is None
+            items.append(target)
+            records += [
+                CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type)
+                for c in t.commands
             ]
+        tracked = {
+            (r.pk, r.sk)
+            for r in CommandRecord.batch_get(
+                [(r.pk, r.sk) for r in records], consistent_read=True, attributes_to_get=["pk", "sk"]
+            )
+        }
+        if tracked:
+            dupes = sorted(pk.removeprefix(ENROLLMENT) + "/" + sk.removeprefix(COMMAND) for pk, sk in tracked)
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
+        items += records
+        try:
+            batch_write(puts=items)
+        except Exception:
+            try:  # all or nothing: take back whatever part of the batches was written
+                batch_write(deletes=items)
+            except Exception as exc:
+                logger.error("rolling back a failed step store failed", extra={"error": str(exc)})
+            raise
 
     @contextmanager
     def prefetched_commands(self, pairs: Iterable[tuple[str, str]]) -> Iterator[None]:
@@ -349,23 +347,30 @@ class DynamoEngineStore:
 
     def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None:
         """Track (id, alias UUID) as (id, canonical UUID) of the step: a retried send must use a
-        new UUID, because NanoMDM refuses a UUID it already holds (from the ids it did accept)."""
+        new UUID, because NanoMDM refuses a UUID it already holds (from the ids it did accept).
+        The records go in batches (one left by an interrupted attempt is the same record), then
+        each id's target learns its aliases, so deleting the target deletes them too."""
         self._forget_prefetched(a[0] for a in aliases)
+        batch_write(
+            puts=[
+                CommandRecord(
+                    enrollment_pk(i), COMMAND + alias, step_id=step_id, request_type=rt, canonical=canonical
+                )
+                for i, alias, canonical, rt in aliases
+            ]
+        )
+        by_id: dict[str, set[str]] = {}
+        for enrollment_id, alias, _, _ in aliases:
+            by_id.setdefault(enrollment_id, set()).add(alias)
 
-        def add(entry: tuple[str, str, str, str]) -> None:
-            enrollment_id, alias, canonical, request_type = entry
-            pk = enrollment_pk(enrollment_id)
-            record = CommandRecord(
-                pk, COMMAND + alias, step_id=step_id, request_type=request_type, canonical=canonical
-            )
-            with _conditional():  # already there from an interrupted attempt
-                record.save(condition=CommandRecord.pk.does_not_exist())
+        def add(entry: tuple[str, set[str]]) -> None:
+            enrollment_id, uuids = entry
             with _conditional():
-                StepTarget(pk, STEP + step_id).update(
-                    actions=[StepTarget.aliases.add({alias})], condition=StepTarget.pk.exists()
+                StepTarget(enrollment_pk(enrollment_id), STEP + step_id).update(
+                    actions=[StepTarget.aliases.add(uuids)], condition=StepTarget.pk.exists()
                 )
 
-        self._fan_out(add, list(aliases))
+        fan_out(add, list(by_id.items()))
 
     def record_report(
         self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
@@ -540,7 +545,7 @@ class DynamoEngineStore:
                     condition=StepTarget.pk.exists(),
                 )
 
-        self._fan_out(mark, list(ids))
+        fan_out(mark, list(ids))
 
     def mark_unsent(self, step_id: str, ids: Sequence[str]) -> None:
         """Take targets whose send failed off the re-push clock until they are sent."""
@@ -557,7 +562,7 @@ class DynamoEngineStore:
                     condition=StepTarget.pk.exists(),
                 )
 
-        self._fan_out(unmark, list(ids))
+        fan_out(unmark, list(ids))
 
     def finish_delayed(self, step_id: str) -> None:
         DelayedStep(DELAYED + step_id, _DELAYED_SK).delete()
@@ -619,7 +624,7 @@ class DynamoEngineStore:
                 lock.save(condition=WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now))
             return not write.failed
 
-        taken = self._fan_out(take, ids)
+        taken = fan_out(take, ids)
         return [i for i, ok in zip(ids, taken, strict=True) if not ok]
 
     def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None:
@@ -638,10 +643,10 @@ class DynamoEngineStore:
         return [i for i in dict.fromkeys(ids) if i in busy]
 
     def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None:
-        """SC-7: upsert the last start time (whole seconds) for each id."""
-        with WorkflowStart.batch_write() as batch:
-            for i in ids:
-                batch.save(WorkflowStart(enrollment_pk(i), START + workflow, started_at=_epoch(when)))
+        """SC-7: upsert the last start time (whole seconds) for each id (batched)."""
+        batch_write(
+            puts=[WorkflowStart(enrollment_pk(i), START + workflow, started_at=_epoch(when)) for i in ids]
+        )
 
     def last_started(self, enrollment_id: str, workflow: str) -> datetime | None:
         """SC-6: None when never started."""
@@ -691,20 +696,71 @@ class DynamoEngineStore:
     # --- helpers -------------------------------------------------------------------------------
 
     @staticmethod
-    def _fan_out(fn: Any, args: Sequence[Any]) -> list[Any]:
-        if len(args) <= 2:
-            return [fn(a) for a in args]
-        with ThreadPoolExecutor(max_workers=min(_FANOUT_THREADS, len(args))) as pool:
-            return list(pool.map(fn, args))
-
-    @staticmethod
     def _delete_items(items: Iterable[Model]) -> None:
         items = list(items)
-        if not items:
-            return
         if len(items) == 1:
             items[0].delete()
+        elif items:
+            batch_write(deletes=items)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def fan_out(fn: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
+    """``fn`` over ``args`` on the process's small thread pool (in order); one or two run inline.
+    Why: the store's per-id conditional writes (locks, claims) each wait a round trip, so a
+    start for 100 ids would wait 100 in series. ``fn`` must not fan out itself (no nesting)."""
+    global _POOL
+    if len(args) <= 2:
+        return [fn(a) for a in args]
+    if _POOL is None:
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=_FANOUT_THREADS, thread_name_prefix="nanocmd-ddb")
+    return list(_POOL.map(fn, args))
+
+
+class BatchWriteError(PutError):
+    """Items DynamoDB left unprocessed through every retry of a BatchWriteItem."""
+
+
+def batch_write(puts: Sequence[Model] = (), deletes: Sequence[Model] = ()) -> None:
+    """Put and delete items of the table with BatchWriteItem: 25 a call, the calls run together
+    on the fan-out pool, and UnprocessedItems (throttling) are sent again with backoff."""
+    requests: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for item in deletes:
+        requests[_key(item)] = {"DeleteRequest": {"Key": _key_map(item)}}
+    for item in puts:  # a put and a delete of one key in one call is refused; the put wins
+        requests[_key(item)] = {"PutRequest": {"Item": item.serialize()}}
+    pending = list(requests.values())
+    if pending:
+        fan_out(
+            _write_chunk,
+            [pending[i : i + BATCH_WRITE_LIMIT] for i in range(0, len(pending), BATCH_WRITE_LIMIT)],
+        )
+
+
+def _write_chunk(chunk: list[dict[str, Any]]) -> None:
+    connection = StepTarget._get_connection()  # every model: one table, one client
+    for attempt in range(BATCH_WRITE_ATTEMPTS):
+        if attempt:
+            time.sleep(min(BATCH_BACKOFF_CAP, BATCH_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+        data = connection.batch_write_item(
+            put_items=[r["PutRequest"]["Item"] for r in chunk if "PutRequest" in r],
+            delete_items=[r["DeleteRequest"]["Key"] for r in chunk if "DeleteRequest" in r],
+        )
+        chunk = list((data or {}).get("UnprocessedItems", {}).get(connection.table_name, []))
+        if not chunk:
             return
-        with StepTarget.batch_write() as batch:
-            for item in items:
-                batch.delete(item)
+        logger.info("BatchWriteItem left items unprocessed; retrying", extra={"items": len(chunk)})
+    raise BatchWriteError(f"{len(chunk)} items unprocessed after {BATCH_WRITE_ATTEMPTS} BatchWriteItem calls")
+
+
+def _key(item: Model) -> tuple[Any, Any]:
+    return (item.pk, item.sk)  # type: ignore[attr-defined]
+
+
+def _key_map(item: Model) -> dict[str, Any]:
+    return {"pk": {"S": item.pk}, "sk": {"S": item.sk}}  # type: ignore[attr-defined]

@@ -1,0 +1,119 @@
+"""Starting workflow instances."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from aws_lambda_powertools import Logger
+
+from nanocmd_core.engine.core import LOCK_TTL, EngineCore
+from nanocmd_core.engine.errors import AlreadyStartedError, InvalidIDsError, NoSuchWorkflowError, StartError
+from nanocmd_core.engine.types import StartResult
+from nanocmd_core.workflow.context import ContextDecodeError, decode_context
+from nanocmd_core.workflow.errors import WorkflowError
+from nanocmd_core.workflow.events import Event
+from nanocmd_core.workflow.step import MDMContext, StepStart, unique_ids
+
+logger = Logger(service="nanocmd", child=True)
+
+
+class StartMixin(EngineCore):
+    """Start (§2.2): exclusivity locks, the workflow's Start per id group, start records."""
+
+    def start_workflow(
+        self,
+        name: str,
+        ids: Sequence[str],
+        context: bytes = b"",
+        event: Event | None = None,
+        mdm_context: MDMContext | None = None,
+    ) -> StartResult:
+        workflow = self.registry.get(name)
+        if workflow is None:
+            raise NoSuchWorkflowError(name)  # ST-1
+        requested = unique_ids(ids)  # GAP-15
+        if not requested:
+            raise InvalidIDsError("no IDs provided")
+        if any(not i for i in requested):
+            raise InvalidIDsError("empty enrollment id")
+        config = self.registry.config_of(workflow)
+        codec = workflow.context_codec("")
+        try:
+            start_context = decode_context(codec, context)
+        except ContextDecodeError as exc:
+            raise StartError(f"converting step start: unmarshal context: {exc}", client_error=True) from exc
+
+        instance_id = str(uuid.uuid4())  # ST-7
+        now = self.clock()
+        ids = requested
+        busy: list[str] = []
+        if config.exclusive:  # ST-2..4 without the race of GAP-1: conditional lock puts
+            busy = self.store.acquire_locks(name, instance_id, ids, now, now + LOCK_TTL)
+            busy_ids = set(busy)
+            ids = [i for i in ids if i not in busy_ids]
+            if not ids:
+                raise AlreadyStartedError(len(busy), len(requested))
+
+        result = StartResult(instance_id=instance_id, started_ids=[], skipped_ids=busy)
+        groups = [ids] if self.mdm.supports_multi_target else [[i] for i in ids]  # ST-8
+        workflow_errors_only = True
+        try:
+            for group in groups:
+                step = StepStart(
+                    instance_id=instance_id,
+                    context=start_context,
+                    mdm_context=MDMContext(dict(mdm_context.params)) if mdm_context else MDMContext(),
+                    ids=list(group),
+                    event=event,
+                )
+                started = list(group)
+                with self._tracking_enqueues() as scope:
+                    try:
+                        workflow.start(step)
+                    except Exception as exc:
+                        workflow_errors_only = workflow_errors_only and isinstance(exc, WorkflowError)
+                        logger.warning(
+                            "workflow start failed",
+                            extra={
+                                "workflow": name,
+                                "instance_id": instance_id,
+                                "enrollment_ids": group,
+                                "error": str(exc),
+                            },
+                        )
+                        # ids the workflow did enqueue for before failing have live steps: they run
+                        started = [i for i in group if (name, instance_id, i) in scope.enqueued]
+                        result.failed_ids += [i for i in group if i not in started]
+                        result.errors.append(f"starting workflow: {exc}")
+                if config.exclusive:
+                    for i in group:
+                        if i not in started or (name, instance_id, i) not in scope.enqueued:
+                            self.store.release_lock(name, i, instance_id)
+                result.started_ids += started
+                retrying = [i for i in started if i in scope.send_failures]
+                if retrying:
+                    result.retrying_ids += retrying
+                    result.errors += list(dict.fromkeys(scope.send_failures[i] for i in retrying))
+        finally:
+            if result.started_ids:  # ST-9.4, ST-11; one batched write for every group
+                self.store.record_started(name, result.started_ids, now)
+        if not result.started_ids and result.failed_ids:
+            raise StartError(
+                "; ".join(dict.fromkeys(result.errors)),
+                failed_ids=result.failed_ids,
+                client_error=workflow_errors_only,
+            )
+        self.telemetry.count("WorkflowStarts", len(result.started_ids))
+        logger.info(
+            "workflow started",
+            extra={
+                "workflow": name,
+                "instance_id": instance_id,
+                "started": len(result.started_ids),
+                "skipped": len(busy),
+                "failed": len(result.failed_ids),
+                "retrying": len(result.retrying_ids),
+            },
+        )
+        return result

@@ -1,0 +1,198 @@
+"""Starts for many ids at once, against DynamoDB Local: the unconditional writes of a start go in
+BatchWriteItem calls of 25, the exclusivity locks stay conditional puts (so overlapping starts
+still give each id one instance), and items a BatchWriteItem leaves unprocessed are sent again.
+
+DynamoDB calls are counted, and a BatchWriteItem's answer rewritten, with botocore event hooks on
+the client every model shares; DynamoDB itself is DynamoDB Local, never a mock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from nanocmd_core.engine.engine import AlreadyStartedError, StartResult
+from nanocmd_core.storage import engine_store
+from nanocmd_core.storage.engine_store import BatchWriteError, DynamoEngineStore
+from nanocmd_core.storage.models import StepTarget
+from tests.support.engine import Harness, StepsWorkflow, engine_harness
+
+
+@pytest.fixture
+def harness(table_name: str) -> Iterator[Harness]:
+    with engine_harness(table_name) as h:
+        yield h
+
+
+def _client() -> Any:
+    """The botocore client behind every model (models.py: one per process)."""
+    return StepTarget._get_connection().connection.client
+
+
+@contextmanager
+def _hook(event: str, handler: Callable[..., Any]) -> Iterator[None]:
+    events = _client().meta.events
+    unique_id = f"test-fleet-{uuid.uuid4()}"
+    events.register(event, handler, unique_id=unique_id)
+    try:
+        yield
+    finally:
+        events.unregister(event, unique_id=unique_id)
+
+
+@contextmanager
+def _counting_calls() -> Iterator[Counter[str]]:
+    calls: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def count(model: Any, **_: Any) -> None:
+        with lock:
+            calls[model.name] += 1
+
+    with _hook("before-call.dynamodb", count):
+        yield calls
+
+
+def test_a_250_id_start_batches_every_unconditional_write(harness: Harness) -> None:
+    """Per id: one conditional lock put; the step target, its command record and the start
+    record go 25 to a BatchWriteItem (plus the SC-3 lookup of the records, 100 to a BatchGetItem)."""
+    ids = [f"FLEET-{n:03d}" for n in range(250)]
+    with _counting_calls() as calls:
+        result = harness.engine.start_workflow(StepsWorkflow.name, ids)
+    assert sorted(result.started_ids) == ids
+    items = len(ids) * (1 + 1 + 1)  # target, command record, start record
+    assert calls["PutItem"] == len(ids)  # the locks, and nothing else
+    assert calls["BatchWriteItem"] <= math.ceil(items / 25)
+    assert calls["BatchGetItem"] == math.ceil(len(ids) / 100)
+    assert set(calls) == {"PutItem", "BatchWriteItem", "BatchGetItem"}
+    # everything is there: locks held, commands tracked, start records written
+    now = datetime.now(UTC)
+    store = harness.engine.store
+    assert store.outstanding(StepsWorkflow.name, ids, now) == ids
+    for i in ids[::50]:
+        (sent,) = harness.uuids(i)
+        assert store.lookup_command(i, sent) is not None
+        assert store.last_started(i, StepsWorkflow.name) is not None
+
+
+def test_overlapping_concurrent_starts_give_each_id_exactly_one_instance(harness: Harness) -> None:
+    """Four racing starts of 100 ids each, overlapping: every id runs in one instance, is sent its
+    step once, and is started in one request and skipped (busy) in the others."""
+    harness.steps.follow_up = False
+    requests = [
+        [f"OVL-{n:03d}" for n in range(0, 100)],
+        [f"OVL-{n:03d}" for n in range(50, 150)],
+        [f"OVL-{n:03d}" for n in range(100, 200)],
+        [f"OVL-{n:03d}" for n in range(0, 200, 2)],
+    ]
+    barrier = threading.Barrier(len(requests))
+
+    def start(ids: list[str]) -> StartResult | None:
+        barrier.wait()
+        try:
+            return harness.engine.start_workflow(StepsWorkflow.name, ids)
+        except AlreadyStartedError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        results = list(pool.map(start, requests))
+    everyone = {i for r in requests for i in r}
+    started = Counter(i for r in results if r for i in r.started_ids)
+    assert set(started) == everyone and set(started.values()) == {1}
+    for ids, r in zip(requests, results, strict=True):
+        if r is not None:
+            assert sorted(r.started_ids + r.skipped_ids) == sorted(ids)
+    instances: dict[str, set[str]] = {}
+    for step in harness.rec.started:
+        for i in step.ids:
+            instances.setdefault(i, set()).add(step.instance_id)
+    assert set(instances) == everyone
+    assert all(len(v) == 1 for v in instances.values())
+    assert all(len(harness.sent(i)) == 1 for i in everyone)
+
+
+def _losing_first_item(times: int) -> tuple[Callable[..., None], Callable[..., None], list[Any]]:
+    """Hooks that make the first ``times`` BatchWriteItem calls answer one of their puts as
+    unprocessed, as DynamoDB does when it throttles: the put is taken out of the request (unless
+    it is the only one, which is then written and still reported unprocessed)."""
+    held: list[Any] = []
+    lock = threading.Lock()
+    pending = threading.local()
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        with lock:
+            if len(held) >= times:
+                return
+            ((table, requests),) = params["RequestItems"].items()
+            request = requests.pop() if len(requests) > 1 else requests[-1]
+            held.append(request)
+        pending.value = (table, request)
+
+    def after(parsed: dict[str, Any], **_: Any) -> None:
+        table, request = getattr(pending, "value", None) or (None, None)
+        if table is None:
+            return
+        pending.value = None
+        parsed.setdefault("UnprocessedItems", {}).setdefault(table, []).append(request)
+
+    return before, after, held
+
+
+def test_unprocessed_items_of_a_batch_write_are_sent_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.001)
+    store = DynamoEngineStore()
+    ids = [f"UNPROC-{n:02d}" for n in range(30)]  # two BatchWriteItems of 25 and 5
+    before, after, held = _losing_first_item(times=1)
+    with (
+        _counting_calls() as calls,
+        _hook("before-parameter-build.dynamodb.BatchWriteItem", before),
+        _hook("after-call.dynamodb.BatchWriteItem", after),
+    ):
+        store.record_started("test.wf.fleet", ids, datetime.now(UTC))
+    assert len(held) == 1  # one item really was left out of the first call
+    assert calls["BatchWriteItem"] == 3  # two chunks, and the resend of the unprocessed item
+    assert all(store.last_started(i, "test.wf.fleet") is not None for i in ids)
+
+
+def test_a_start_survives_an_unprocessed_step_target(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the engine: a step target DynamoDB did not process at first is still stored before
+    the MDM server is asked to enqueue, so the device's report is tracked."""
+    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.001)
+    before, after, held = _losing_first_item(times=1)
+    with (
+        _hook("before-parameter-build.dynamodb.BatchWriteItem", before),
+        _hook("after-call.dynamodb.BatchWriteItem", after),
+    ):
+        result = harness.engine.start_workflow(StepsWorkflow.name, ["UNPROC-A", "UNPROC-B"])
+    assert len(held) == 1 and sorted(result.started_ids) == ["UNPROC-A", "UNPROC-B"]
+    for i in ("UNPROC-A", "UNPROC-B"):
+        (sent,) = harness.uuids(i)
+        assert harness.engine.store.lookup_command(i, sent) is not None
+
+
+def test_items_left_unprocessed_on_every_attempt_fail_loudly(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.0)
+    before, after, _ = _losing_first_item(times=1_000)
+    with (
+        _counting_calls() as calls,
+        _hook("before-parameter-build.dynamodb.BatchWriteItem", before),
+        _hook("after-call.dynamodb.BatchWriteItem", after),
+        pytest.raises(BatchWriteError, match="unprocessed"),
+    ):
+        DynamoEngineStore().record_started("test.wf.fleet", ["NEVER-1"], datetime.now(UTC))
+    assert calls["BatchWriteItem"] == engine_store.BATCH_WRITE_ATTEMPTS
