@@ -1,6 +1,7 @@
 # nanocmd-serverless: every target installs what it needs first, idempotently (a no-op when done).
 #
-#   make run    the whole system on loopback (DynamoDB Local + moto + local API Gateway + worker)
+#   make run    the whole system on loopback (DynamoDB Local + fauxqs + moto + local API Gateway + worker),
+#               its state kept in .local/data/ across restarts; `make run FRESH=1` starts from a clean slate
 #   make test   the full test suite; tests start the services they need themselves
 #   make lint   ruff, mypy, cfn-lint
 #   make build  sam build (flags in samconfig.toml)
@@ -45,7 +46,7 @@ java:
 	  else echo "Java 17 is needed for DynamoDB Local (apt-get install openjdk-17-jre-headless)" >&2; exit 1; fi; }
 
 run: deps
-	$(BIN)/python -m infra.local.run
+	$(BIN)/python -m infra.local.run $(if $(FRESH),--fresh)
 
 test: deps
 	$(BIN)/pytest

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from bench import cold_start, ddb_cost, first_event, report, stack, throughput
+from bench import burst, cold_start, ddb_cost, first_event, fleet, queue, report, stack, throughput
 from bench.recorder import DynamoDBRecorder
 
-ALL = ("ddb", "cold", "first", "throughput")
+ALL = ("ddb", "cold", "first", "throughput", "fleet", "burst", "queue")
 
 
 def _progress(message: str) -> None:
@@ -79,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 out["throughput"] = tp.to_json()
                 _print_table("Throughput, one worker", throughput.render(tp))
+
+    if "fleet" in only:  # the whole local stack in a subprocess, devices answering over HTTP
+        fleet_results = fleet.run(fleet.QUICK_SIZES if args.quick else fleet.SIZES, progress=_progress)
+        out["fleet"] = [r.to_json() for r in fleet_results]
+        _print_table("Fleet: inventory workflow end to end (local stack)", fleet.render(fleet_results))
+
+    if "burst" in only:
+        bursts = burst.run(burst.QUICK_WEBHOOKS if args.quick else burst.WEBHOOKS, progress=_progress)
+        out["burst"] = [r.to_json() for r in bursts]
+        _print_table("Webhook burst (local stack)", burst.render(bursts))
+
+    if "queue" in only:  # its own moto, fauxqs and DynamoDB Local instances
+        q = queue.run(quick=args.quick, progress=_progress)
+        out["queue"] = q.to_json()
+        _print_table("Local SQS: moto's server vs fauxqs", queue.render(q))
+        _print_table("DynamoDB Local: storage and JVM flags", queue.render_dynamodb(q))
 
     if args.json:
         with open(args.json, "w") as f:

@@ -325,6 +325,8 @@ class LocalGateway:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # a fleet connects at once: Python's default backlog of 5 resets the sixth concurrent connect
+    request_queue_size = 1024
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

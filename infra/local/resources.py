@@ -1,11 +1,12 @@
-"""Create the resources of template.yaml in DynamoDB Local and moto, so the two cannot drift.
+"""Create the resources of template.yaml in the local servers, so the two cannot drift.
 
 Each AWS::DynamoDB::Table, AWS::SQS::Queue, AWS::S3::Bucket, AWS::SecretsManager::Secret,
 AWS::SSM::Parameter and AWS::Scheduler::ScheduleGroup of the template is created from its own
 properties (keys, GSIs, TTL, FIFO, redrive policy ...). Physical names carry a per-run prefix, so
-tests can create isolated copies side by side. The functions' environment is then computed from the
-template's own ``Environment.Variables`` (Globals and per function), evaluated against those names,
-with the contract's defaults for anything the template does not say.
+tests can create isolated copies side by side; resources kept from an earlier run under the same
+prefix (``make run``'s data directory) are taken over as they are. The functions' environment is
+then computed from the template's own ``Environment.Variables`` (Globals and per function),
+evaluated against those names, with the contract's defaults for anything the template does not say.
 
 Secrets. Locally the user gives ``NANOCMD_API``, ``NANOCMD_ENQUEUE_API`` and
 ``NANOCMD_WEBHOOK_HMAC_KEY`` as plain variables, as with the Go NanoCMD. The stack stores each in its
@@ -17,6 +18,7 @@ management API; no HMAC key: webhook not signed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -275,18 +277,49 @@ def _create_table(p: Provisioned, logical_id: str, props: dict[str, Any]) -> Non
     if stream and stream.get("StreamViewType"):
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     # DeletionProtectionEnabled, SSE, PITR, tags, contributor insights: no local meaning, left out
-    desc = ddb.create_table(**kwargs)["TableDescription"]
+    desc: dict[str, Any]
+    try:
+        desc = dict(ddb.create_table(**kwargs)["TableDescription"])
+    except ddb.exceptions.ResourceInUseException:
+        desc = _adopt_table(ddb, kwargs)
+    else:
+        _enable_ttl(ddb, name, props)
+    r = p.resolver
+    r.refs[logical_id] = name
+    r.attrs[(logical_id, "Arn")] = desc.get("TableArn") or _arn("dynamodb", f"table/{name}")
+    if desc.get("LatestStreamArn"):
+        r.attrs[(logical_id, "StreamArn")] = desc["LatestStreamArn"]
+
+
+class SchemaDrift(RuntimeError):
+    """A kept table no longer has the template's keys or indexes."""
+
+
+def _adopt_table(ddb: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """A table kept from an earlier run (``make run`` keeps its data): reuse it when its keys and
+    indexes are still the template's, else say how to start from a clean slate."""
+    desc: dict[str, Any] = ddb.describe_table(TableName=wanted["TableName"])["Table"]
+
+    def shape(d: dict[str, Any]) -> tuple[Any, ...]:
+        gsis = sorted((g["IndexName"], str(g["KeySchema"])) for g in d.get("GlobalSecondaryIndexes") or [])
+        return str(d["KeySchema"]), tuple(gsis)
+
+    if shape(desc) != shape(wanted):
+        raise SchemaDrift(
+            f"the kept table {wanted['TableName']} has other keys or indexes than template.yaml;"
+            " start from a clean slate (make run FRESH=1) to recreate it"
+        )
+    log.info("reusing the kept table %s (%s items)", wanted["TableName"], desc.get("ItemCount", "?"))
+    return desc
+
+
+def _enable_ttl(ddb: Any, name: str, props: dict[str, Any]) -> None:
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled") in (True, "true", "True") and ttl.get("AttributeName"):
         ddb.update_time_to_live(
             TableName=name,
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
         )
-    r = p.resolver
-    r.refs[logical_id] = name
-    r.attrs[(logical_id, "Arn")] = desc.get("TableArn") or _arn("dynamodb", f"table/{name}")
-    if desc.get("LatestStreamArn"):
-        r.attrs[(logical_id, "StreamArn")] = desc["LatestStreamArn"]
 
 
 def _delete_table(p: Provisioned, logical_id: str) -> None:
@@ -314,7 +347,14 @@ def _create_queue(p: Provisioned, logical_id: str, props: dict[str, Any]) -> Non
         if policy in props:
             attributes[policy] = json.dumps(parse_json_if_str(props[policy]))
     name = _name(p.prefix, logical_id, 75 if fifo else 80) + (".fifo" if fifo else "")
-    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    try:
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except sqs.exceptions.QueueNameExists:
+        # kept from an earlier run with other settings: take the template's (FifoQueue cannot change)
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        changeable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+        if changeable:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=changeable)
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     r = p.resolver
     r.refs[logical_id] = url
@@ -329,7 +369,9 @@ def _delete_queue(p: Provisioned, logical_id: str) -> None:
 
 def _create_bucket(p: Provisioned, logical_id: str, props: dict[str, Any]) -> None:
     name = bucket_name(p.prefix, logical_id)
-    boto3.client("s3").create_bucket(Bucket=name)
+    s3 = boto3.client("s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=name)
     r = p.resolver
     r.refs[logical_id] = name
     r.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
@@ -357,7 +399,11 @@ def _create_secret(p: Provisioned, logical_id: str, props: dict[str, Any]) -> No
         # what CloudFormation would store: the literal, else a generated value
         value = literal if isinstance(literal, str) else secrets.token_urlsafe(24)
     name = _name(p.prefix, logical_id, 512, r"A-Za-z0-9/_+=.@-")
-    arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+    sm = boto3.client("secretsmanager")
+    try:
+        arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+    except sm.exceptions.ResourceExistsException:
+        arn = sm.put_secret_value(SecretId=name, SecretString=value)["ARN"]
     p.resolver.refs[logical_id] = arn
     p.resolver.attrs[(logical_id, "Id")] = arn
 
@@ -382,7 +428,11 @@ def _delete_parameter(p: Provisioned, logical_id: str) -> None:
 
 def _create_schedule_group(p: Provisioned, logical_id: str, props: dict[str, Any]) -> None:
     name = _name(p.prefix, logical_id, 64, r"A-Za-z0-9_.-")
-    arn = boto3.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+    scheduler = boto3.client("scheduler")
+    try:
+        arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
+    except scheduler.exceptions.ConflictException:
+        arn = scheduler.get_schedule_group(Name=name)["Arn"]
     p.resolver.refs[logical_id] = name
     p.resolver.attrs[(logical_id, "Arn")] = arn
 

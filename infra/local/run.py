@@ -1,20 +1,23 @@
 """``python -m infra.local.run`` (what ``make run`` starts): the whole system on loopback.
 
-It starts DynamoDB Local and moto's server, creates template.yaml's resources in them, points the
-process's AWS SDK at them with ``AWS_ENDPOINT_URL_*``, and runs the local gateway (HTTP -> API Gateway
-proxy events -> the webhook/API handlers) and the worker (queue -> events handler, sweeper on its
-interval, one-time schedules when due). Ctrl-C (SIGINT) or SIGTERM stops everything it started,
-the Java process included.
+It starts DynamoDB Local, fauxqs (SQS, S3) and moto's server (the rest), creates template.yaml's
+resources in them, points the process's AWS SDK at them with ``AWS_ENDPOINT_URL_*``, and runs the
+local gateway (HTTP -> API Gateway proxy events -> the webhook/API handlers), the event source
+mapping (consumer processes: queue -> events handler) and the worker's sweeper and one-time
+schedules. Ctrl-C (SIGINT) or SIGTERM stops everything it started, the Java and Node processes and
+the consumers included.
 
 :class:`LocalStack` is the same thing as a context manager, for the end-to-end tests; it can reuse
-already running DynamoDB Local/moto servers (``aws_env=...``) and take extra settings (e.g. a fake
+already running servers (``aws_env=...``) and take extra settings (e.g. a fake
 MDM server's URLs).
 
 Settings are the NANOCMD_* variables of the Go NanoCMD (design.md §4) read from the environment:
 NANOCMD_LISTEN (default 127.0.0.1:9003), NANOCMD_API, NANOCMD_ENQUEUE_URL, NANOCMD_PUSH_URL,
 NANOCMD_ENQUEUE_API, NANOCMD_WEBHOOK_HMAC_KEY, NANOCMD_WORKER_INTERVAL ... The three secrets are put in
 Secrets Manager (moto) and the handlers get only their ARNs, as on AWS (see infra.local.resources).
-Data lives in memory and is gone when the stack stops.
+State is kept under ``.local/data/`` (``--data-dir``): DynamoDB Local's database, the queues and the
+blobs, and the one-time schedules; a restart carries on where the last run stopped. ``--fresh``
+(``make run FRESH=1``) starts from a clean slate; ``--in-memory`` keeps nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Any, Self
 
 import boto3
 
+from infra.local.durable import restore_schedules, save_schedules, wipe
+from infra.local.event_source import DEFAULT_CONCURRENCY, EventSourceMapping, Mode
 from infra.local.gateway import DEFAULT_STAGE, LocalGateway, routes_from_template
 from infra.local.lambda_runtime import FunctionHost, function_specs
 from infra.local.resources import SECRET_VARS, Provisioned, provision, write_contract_template
@@ -43,6 +48,7 @@ from infra.local.services import (
     DEFAULT_LOG_DIR,
     REPO_ROOT,
     DynamoDBLocal,
+    Fauxqs,
     MotoServer,
     apply_env,
     aws_env,
@@ -51,7 +57,7 @@ from infra.local.services import (
     stop_all,
 )
 from infra.local.template import FUNCTION_TYPES, Template, Unresolvable
-from infra.local.worker import QueuePoller, ScheduleFirer, Sweeper, Worker
+from infra.local.worker import ScheduleFirer, Sweeper, Worker
 
 log = logging.getLogger("infra.local")
 
@@ -59,6 +65,7 @@ DEFAULT_LISTEN = "127.0.0.1:9003"
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 DEFAULT_FUNCTIONS_DIR = REPO_ROOT / "functions"
 DEFAULT_WORKER_INTERVAL = 300
+DEFAULT_DATA_DIR = REPO_ROOT / ".local" / "data"
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -96,10 +103,15 @@ class LocalStack:
         poll_wait_seconds: int = 1,
         schedule_poll_interval: float = 1.0,
         inherit_env: bool = True,
+        data_dir: Path | None = None,
+        events_concurrency: int | None = None,
+        events_mode: Mode = "process",
     ) -> None:
-        """``aws_env``: endpoints of DynamoDB Local/moto already running (else the stack starts its
+        """``aws_env``: endpoints of the local servers already running (else the stack starts its
         own); ``extra_env``: NANOCMD_* settings over the process's own (``inherit_env=False``: instead
-        of them); ``retry_visibility``: see :class:`~infra.local.worker.QueuePoller`."""
+        of them); ``retry_visibility``: see :class:`~infra.local.worker.QueuePoller`; ``data_dir``:
+        where the stack's own servers keep their state across restarts (None: in memory);
+        ``events_concurrency``/``events_mode``: see :class:`~infra.local.event_source.EventSourceMapping`."""
         self.template_path = Path(template) if template else DEFAULT_TEMPLATE
         self.functions_dir = Path(functions_dir) if functions_dir else DEFAULT_FUNCTIONS_DIR
         self.extra_env = dict(extra_env or {})
@@ -116,15 +128,19 @@ class LocalStack:
         self.poll_wait_seconds = poll_wait_seconds
         self.schedule_poll_interval = schedule_poll_interval
         self.inherit_env = inherit_env
+        self.data_dir = data_dir
+        self.events_concurrency = events_concurrency
+        self.events_mode: Mode = events_mode
 
         self.dynamodb: DynamoDBLocal | None = None
         self.moto: MotoServer | None = None
+        self.fauxqs: Fauxqs | None = None
         self.aws: dict[str, str] = {}
         self.provisioned: Provisioned | None = None
         self.functions: FunctionHost | None = None
         self.gateway: LocalGateway | None = None
         self.worker: Worker | None = None
-        self.poller: QueuePoller | None = None
+        self.events: EventSourceMapping | None = None
         self.sweeper: Sweeper | None = None
         self.firer: ScheduleFirer | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -218,16 +234,26 @@ class LocalStack:
             else "  sweeper        off",
             f"  DynamoDB       {self.aws.get('AWS_ENDPOINT_URL_DYNAMODB', '-')}"
             + (f"  (log {self.dynamodb.log_path})" if self.dynamodb else ""),
-            f"  moto           {self.aws.get('AWS_ENDPOINT_URL_SQS', '-')}"
-            + (f"  (log {self.moto.log_path})" if self.moto else ""),
+            f"  queue, blobs   {self.aws.get('AWS_ENDPOINT_URL_SQS', '-')}"
+            + (f"  (fauxqs, log {self.fauxqs.log_path})" if self.fauxqs else ""),
+            f"  scheduler      {self.aws.get('AWS_ENDPOINT_URL_SCHEDULER', '-')}"
+            + (f"  (moto, log {self.moto.log_path})" if self.moto else ""),
+            f"  events         {self.events.concurrency} batches at once ({self.events.mode}es)"
+            if self.events
+            else "  events         off",
+            f"  data           {self.data_dir}  (kept across restarts; make run FRESH=1 wipes it)"
+            if self.data_dir
+            else "  data           in memory (gone at Ctrl-C)",
         ]
         return "\n".join(lines)
 
     # -- internals
     def _start(self) -> None:
         if self._external_aws is None:
-            self.dynamodb, self.moto = start_services(log_dir=self.log_dir)
-            self.aws = aws_env(self.dynamodb.endpoint_url, self.moto.endpoint_url)
+            self.dynamodb, self.moto, self.fauxqs = start_services(
+                log_dir=self.log_dir, data_dir=self.data_dir
+            )
+            self.aws = aws_env(self.dynamodb.endpoint_url, self.moto.endpoint_url, self.fauxqs.endpoint_url)
         else:
             self.aws = dict(self._external_aws)
         self._saved_env = apply_env(self.aws)
@@ -250,6 +276,12 @@ class LocalStack:
             self._saved_env.setdefault(key, value)
         reset_settings_cache()
 
+        group = self.provisioned.env.get("NANOCMD_SCHEDULE_GROUP")
+        if self.data_dir is not None and group:
+            restored = restore_schedules(group, self.data_dir)
+            if restored:
+                log.info("restored %d one-time schedules (delayed steps) from %s", restored, self.data_dir)
+
         self.functions = FunctionHost(function_specs(template, self.functions_dir, self.prefix))
         self.functions.load_all()
 
@@ -263,13 +295,14 @@ class LocalStack:
         )
         self.gateway.start()
 
-        self.poller = self._queue_poller(template)
+        self.events = self._event_source(template)
         self.sweeper = self._sweeper(template)
-        group = self.provisioned.env.get("NANOCMD_SCHEDULE_GROUP")
         self.firer = (
             ScheduleFirer(self.functions, group, poll_interval=self.schedule_poll_interval) if group else None
         )
-        self.worker = Worker(self.poller, self.sweeper, self.firer)
+        if self.events is not None:
+            self.events.start()
+        self.worker = Worker(self.events, self.sweeper, self.firer)
         self.worker.start()
 
     def _stage(self, template: Template) -> str:
@@ -282,8 +315,17 @@ class LocalStack:
                     return stage
         return DEFAULT_STAGE
 
-    def _queue_poller(self, template: Template) -> QueuePoller | None:
-        """The template's SQS event source (function, queue, batch size), else the contract's."""
+    def _concurrency(self) -> int:
+        if self.events_concurrency is not None:
+            return self.events_concurrency
+        raw = (self.provisioned.env if self.provisioned else {}).get("NANOCMD_LOCAL_EVENTS_CONCURRENCY", "")
+        return int(raw) if raw.strip().isdigit() and int(raw) > 0 else DEFAULT_CONCURRENCY
+
+    def _event_source(self, template: Template) -> EventSourceMapping | None:
+        """The template's SQS event source (function, queue, batch size), else the contract's; none
+        with ``events_concurrency=0`` (events then wait on the queue, e.g. across a restart)."""
+        if self._concurrency() == 0:
+            return None
         assert self.functions is not None and self.provisioned is not None
         p = self.provisioned
         for logical_id, res in template.of_type(*FUNCTION_TYPES):
@@ -304,24 +346,24 @@ class LocalStack:
                     None,
                 )
                 if url:
-                    return QueuePoller(
-                        self.functions,
-                        logical_id,
-                        url,
-                        batch_size=int(props.get("BatchSize", 10)),
-                        wait_seconds=self.poll_wait_seconds,
-                        retry_visibility=self.retry_visibility,
-                    )
+                    return self._mapping(logical_id, url, int(props.get("BatchSize", 10)))
         url = p.env.get("NANOCMD_QUEUE_URL")
         if url and self.functions.has("EventsFunction"):
-            return QueuePoller(
-                self.functions,
-                "EventsFunction",
-                url,
-                wait_seconds=self.poll_wait_seconds,
-                retry_visibility=self.retry_visibility,
-            )
+            return self._mapping("EventsFunction", url, 10)
         return None
+
+    def _mapping(self, function: str, queue_url: str, batch_size: int) -> EventSourceMapping:
+        assert self.functions is not None
+        return EventSourceMapping(
+            self.functions,
+            function,
+            queue_url,
+            batch_size=batch_size,
+            wait_seconds=self.poll_wait_seconds,
+            retry_visibility=self.retry_visibility,
+            concurrency=self._concurrency(),
+            mode=self.events_mode,
+        )
 
     def _sweeper(self, template: Template) -> Sweeper | None:
         assert self.functions is not None and self.provisioned is not None
@@ -346,14 +388,22 @@ class LocalStack:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        group = self.env.get("NANOCMD_SCHEDULE_GROUP")
+        if self.data_dir is not None and group and self.moto is not None and self.moto.running:
+            try:
+                log.info(
+                    "kept %d one-time schedules in %s", save_schedules(group, self.data_dir), self.data_dir
+                )
+            except Exception:
+                log.exception("could not keep the one-time schedules; the sweep will send overdue steps")
         if self.provisioned is not None and self._external_aws is not None:
             # shared servers outlive us: leave them clean; our own servers simply go away
             self.provisioned.delete()
         restore_env(self._saved_env)
         self._saved_env = {}
         reset_settings_cache()
-        stop_all(self.moto, self.dynamodb)
-        self.moto = self.dynamodb = None
+        stop_all(self.fauxqs, self.moto, self.dynamodb)
+        self.fauxqs = self.moto = self.dynamodb = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,9 +412,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--functions-dir", type=Path, default=DEFAULT_FUNCTIONS_DIR)
     parser.add_argument("--prefix", default="nanocmd-local", help="prefix of the resources' names")
-    parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="DynamoDB Local/moto logs")
+    parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="the servers' logs")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="where the state is kept (default .local/data)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="wipe the kept state first: a clean slate")
+    parser.add_argument("--in-memory", action="store_true", help="keep nothing (state is gone at Ctrl-C)")
+    parser.add_argument(
+        "--events-concurrency",
+        type=int,
+        default=None,
+        help="events batches processed at once"
+        f" (default NANOCMD_LOCAL_EVENTS_CONCURRENCY or {DEFAULT_CONCURRENCY})",
+    )
     args = parser.parse_args(argv)
+    data_dir: Path | None = None if args.in_memory else args.data_dir.resolve()
+    if data_dir is not None:
+        if args.fresh:
+            wipe(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -386,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         listen=args.listen,
         prefix=args.prefix,
         log_dir=args.log_dir,
+        data_dir=data_dir,
+        events_concurrency=args.events_concurrency,
     )
     try:
         stack.start()

@@ -5,9 +5,9 @@ schedule and EventBridge Scheduler's one-time schedules.
   function with the SQS event Lambda would build, and deletes exactly the messages that are not in
   ``batchItemFailures`` (ReportBatchItemFailures); an exception, or a reply naming an unknown message,
   fails the whole batch. Failed messages come back after the queue's visibility timeout, and after
-  ``maxReceiveCount`` receives the queue's RedrivePolicy moves them to the dead-letter queue: moto
-  honours RedrivePolicy on receive as SQS does (checked by tests/infra/test_local_stack.py), so no
-  move is emulated here.
+  ``maxReceiveCount`` receives the queue's RedrivePolicy moves them to the dead-letter queue: fauxqs
+  honours RedrivePolicy on receive as SQS does (checked by tests/infra/test_local_queue.py), so no
+  move is emulated here. :mod:`infra.local.event_source` runs several of these at once.
 - :class:`Sweeper` invokes the sweeper function every ``NANOCMD_WORKER_INTERVAL`` seconds (0: off).
 - :class:`ScheduleFirer` fires the one-time ``at(...)`` schedules of the schedule group once due:
   it sends the target's Input to the target (an SQS queue, with SqsParameters.MessageGroupId, or one
@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import boto3
@@ -372,10 +372,18 @@ class ScheduleFirer:
                 log.exception("firing schedules of %s failed", self.group)
 
 
-class Worker:
-    """Runs the poller, the sweeper and the schedule firer on daemon threads until :meth:`stop`."""
+class Loop(Protocol):
+    """What the worker runs: a loop until ``stop`` is set, and a wait for the work in hand."""
 
-    def __init__(self, *loops: QueuePoller | Sweeper | ScheduleFirer | None) -> None:
+    def run(self, stop: threading.Event) -> None: ...
+    def quiesce(self, timeout: float) -> None: ...
+
+
+class Worker:
+    """Runs the event source mapping, the sweeper and the schedule firer on daemon threads until
+    :meth:`stop`."""
+
+    def __init__(self, *loops: Loop | None) -> None:
         self.loops = [lp for lp in loops if lp is not None]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -124,6 +124,8 @@ class FakeMDMServer:
         self._drop_next = 0
         self._fail_command: dict[str, str] = {}
         self._fail_push: dict[str, str] = {}
+        self._slow_ids: dict[str, float] = {}
+        self._healed = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -264,6 +266,13 @@ class FakeMDMServer:
         with self._lock:
             self._fail_push.update(dict.fromkeys(ids, message))
 
+    def slow_for(self, *ids: str, seconds: float) -> None:
+        """Requests naming any of these ids are answered ``seconds`` late (a slow or stuck device's
+        server round-trip), or at :meth:`heal`; the others at once."""
+        with self._lock:
+            self._healed.clear()
+            self._slow_ids.update(dict.fromkeys(ids, seconds))
+
     def heal(self) -> None:
         """Drop every failure setting."""
         with self._lock:
@@ -271,6 +280,8 @@ class FakeMDMServer:
             self._drop_next = 0
             self._fail_command.clear()
             self._fail_push.clear()
+            self._slow_ids.clear()
+            self._healed.set()
 
     # --- request handling (called from server threads) -----------------------------------------
 
@@ -283,6 +294,10 @@ class FakeMDMServer:
         parts = urlsplit(target)
         path, query = parts.path, parts.query
         kind, ids, route_error = self._route(method, path)
+        with self._lock:
+            slow = max((self._slow_ids.get(i, 0.0) for i in ids), default=0.0)
+        if slow:
+            self._healed.wait(slow)
         auth_ok = self._auth_ok(headers.get("authorization", ""))
         command = _decode_plist(body)
         with self._lock:
@@ -476,6 +491,7 @@ def _request_type(command: dict[str, Any] | None) -> str | None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the engine's concurrent enqueues connect at once
     fake: FakeMDMServer
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:

@@ -738,6 +738,9 @@ def _start_run(
             f"127.0.0.1:{port}",
             "--prefix",
             _prefix(),
+            "--in-memory",
+            "--events-concurrency",
+            "2",
         ],
         cwd=repo_root,
         env=env,
@@ -758,8 +761,11 @@ def _start_run(
     output = "".join(lines)
     assert "Ctrl-C stops it" in output, output
     assert f"http://127.0.0.1:{port}/webhook" in output
-    children = _children(proc.pid)
-    assert len(children) == 2, f"DynamoDB Local and moto run as children: {children}"
+    # DynamoDB Local, fauxqs, moto and the two events consumers (these start beside the summary)
+    deadline = time.monotonic() + 30
+    while len(children := _children(proc.pid)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(children) == 5, f"DynamoDB Local, fauxqs, moto and 2 consumers run as children: {children}"
     return proc, port, children
 
 
@@ -784,7 +790,7 @@ def test_run_stops_everything_on_ctrl_c(
             proc.wait()
     assert not port_open("127.0.0.1", port)
     assert not port_open("127.0.0.1", ddb_port)
-    assert not any(_alive(c) for c in children), "no orphaned java or moto process"
+    assert not any(_alive(c) for c in children), "no orphaned java, node, moto or consumer process"
 
 
 def test_children_die_with_a_killed_runner(

@@ -56,3 +56,32 @@ def test_throughput_drives_the_events_and_api_handlers(table_name: str, recorder
     assert sum(tp.api.dynamodb_calls.values()) > 0
     assert abs(sum(tp.split.values()) - 1.0) < 1e-6
     assert throughput.render(tp)[1]
+
+
+@pytest.mark.slow
+def test_fleet_run_completes_a_tiny_fleet_over_http() -> None:
+    """The fleet run end to end: a local stack subprocess, the fake NanoMDM, 5 devices answering."""
+    from bench import fleet
+
+    (result,) = fleet.run(sizes=(5,), senders=4, warmup=0, timeout=60)
+    assert result.ok, result.errors
+    assert result.complete == 5
+    assert result.webhooks >= 10  # two answers per device, and the Idle check-ins before them
+    assert result.statuses == {200: result.webhooks}
+    assert result.p50_ms > 0 and result.dead_letters == 0
+    assert fleet.render([result])[1]
+
+
+@pytest.mark.slow
+def test_burst_run_sends_every_kind_of_burst() -> None:
+    """The burst run's code paths: closed loop (untracked and tracked reports) and open loop."""
+    from bench import burst
+
+    results = burst.run(20, senders=5, rates=(100.0,), warmup=0)
+    assert [r.model for r in results] == ["closed", "closed", "open"]
+    for r in results:
+        assert r.statuses == {200: 20}, (r.name, r.statuses, r.failures)
+        assert not r.lost, r
+        assert r.p50_ms > 0 and r.throughput > 0
+    assert results[1].tracked == results[1].verified == 10
+    assert burst.render(results)[1]

@@ -1,0 +1,210 @@
+"""The local SQS event source mapping, run as Lambda runs it: several batches at once.
+
+Lambda scales a FIFO queue's consumers with its active message groups, each consumer an execution
+environment of its own that handles one batch at a time; SQS never hands out a message group
+another consumer holds in flight, so one slow device never holds back the others. This runs
+``concurrency`` such consumers, each a :class:`~infra.local.worker.QueuePoller`:
+
+- ``mode="process"`` (what ``make run`` and the end-to-end tests use): one fresh interpreter per
+  consumer (``python -m infra.local.event_source``), which imports the handler from its file as a
+  cold Lambda does and runs with the stack's environment. The consumers then use both cores instead
+  of sharing one interpreter lock with the gateway.
+- ``mode="thread"``: consumer threads in this process, for handlers given as plain callables.
+
+A consumer stops between batches: SIGTERM (or the stop event) lets the batch in hand finish, and a
+batch received after it is handed back to the queue at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+from infra.local.lambda_runtime import FunctionHost, FunctionSpec
+from infra.local.services import REPO_ROOT
+from infra.local.services import _parent_death_signal as parent_death_signal
+from infra.local.worker import QueuePoller
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["process", "thread"]
+
+#: consumers when nothing says otherwise: enough to overlap DynamoDB round-trips on two cores
+DEFAULT_CONCURRENCY = 4
+
+
+class EventSourceMapping:
+    """``concurrency`` consumers of one queue for one function; the worker's loop of the stack."""
+
+    def __init__(
+        self,
+        functions: FunctionHost,
+        function: str,
+        queue_url: str,
+        *,
+        batch_size: int = 10,
+        wait_seconds: int = 1,
+        retry_visibility: int | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        mode: Mode = "process",
+    ) -> None:
+        self.functions = functions
+        self.function = function
+        self.queue_url = queue_url
+        self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
+        self.retry_visibility = retry_visibility
+        self.concurrency = max(1, concurrency)
+        self.mode = mode
+        self._pollers: list[QueuePoller] = []
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def _poller(self) -> QueuePoller:
+        return QueuePoller(
+            self.functions,
+            self.function,
+            self.queue_url,
+            batch_size=self.batch_size,
+            wait_seconds=self.wait_seconds,
+            retry_visibility=self.retry_visibility,
+        )
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Bring the consumers up and wait until each has loaded its handler and polls, so the first
+        events are shared out as Lambda would share them, not swallowed by the first one up."""
+        if self._pollers or self._children:
+            return
+        if self.mode == "thread":
+            self._pollers = [self._poller() for _ in range(self.concurrency)]
+            return
+        spawned = [self._spawn() for _ in range(self.concurrency)]
+        self._children = [child for child, _ in spawned]
+        deadline = time.monotonic() + timeout
+        for child, ready in spawned:
+            with os.fdopen(ready, "rb") as pipe:
+                while not select.select([pipe], [], [], 0.5)[0]:
+                    if child.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"events consumer {child.pid} did not start ({child.poll()})")
+                pipe.read(1)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run the consumers until ``stop`` is set (the Worker calls this on a thread of its own)."""
+        self.start()
+        if self.mode == "thread":
+            threads = [
+                threading.Thread(target=p.run, args=(stop,), name=f"local-esm-{n}", daemon=True)
+                for n, p in enumerate(self._pollers)
+            ]
+            for t in threads:
+                t.start()
+            stop.wait()
+            return
+        while not stop.wait(0.5):
+            for n, child in enumerate(self._children):
+                if child.poll() is not None and not stop.is_set():
+                    log.warning("events consumer %d exited with %s; starting another", n, child.returncode)
+                    replacement, ready = self._spawn()
+                    os.close(ready)
+                    self._children[n] = replacement
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], int]:
+        """A consumer process, and the pipe on which it says it is ready."""
+        spec = self.functions.specs[self.function]
+        ready, ready_w = os.pipe()
+        config = {
+            "spec": {**asdict(spec), "path": str(spec.path)},
+            "queue_url": self.queue_url,
+            "batch_size": self.batch_size,
+            "wait_seconds": self.wait_seconds,
+            "retry_visibility": self.retry_visibility,
+            "ready_fd": ready_w,
+        }
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "infra.local.event_source", json.dumps(config)],
+                cwd=REPO_ROOT,
+                env=dict(os.environ),  # the stack's environment, as the function's configuration
+                stdin=subprocess.DEVNULL,
+                pass_fds=(ready_w,),
+                preexec_fn=parent_death_signal(),  # only a prctl call
+            )
+        finally:
+            os.close(ready_w)
+        return child, ready
+
+    def quiesce(self, timeout: float) -> None:
+        """Let every consumer finish the batch in hand, then end the consumer processes."""
+        for p in self._pollers:
+            p.quiesce(timeout)
+        children, self._children = self._children, []
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("events consumer %s did not stop in %.0fs: killed", child.pid, timeout)
+                child.kill()
+                child.wait(5)
+
+
+def _consume(config: dict[str, object]) -> None:
+    """One consumer process: load the handler, poll until SIGTERM/SIGINT."""
+    raw_spec = dict(config["spec"])  # type: ignore[call-overload]
+    spec = FunctionSpec(**{**raw_spec, "path": Path(str(raw_spec["path"]))})
+    functions = FunctionHost({spec.logical_id: spec})
+    functions.load_all()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    retry = config.get("retry_visibility")
+    poller = QueuePoller(
+        functions,
+        spec.logical_id,
+        str(config["queue_url"]),
+        batch_size=int(str(config.get("batch_size", 10))),
+        wait_seconds=int(str(config.get("wait_seconds", 1))),
+        retry_visibility=None if retry is None else int(str(retry)),
+    )
+    ready_fd = config.get("ready_fd")
+    if isinstance(ready_fd, int):
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+    poller.run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.event_source")
+    parser.add_argument("config", help="JSON: spec, queue_url, batch_size, wait_seconds, retry_visibility")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s[events %(process)d]: %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        _consume(json.loads(args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
