@@ -158,6 +158,10 @@ class _ChildProcess:
     def _command(self) -> tuple[list[str], Path | None]:
         raise NotImplementedError
 
+    def _env(self) -> dict[str, str] | None:
+        """The child's environment (None: this process's)."""
+        return None
+
     def _ready(self) -> bool:
         raise NotImplementedError
 
@@ -192,6 +196,7 @@ class _ChildProcess:
         self.process = subprocess.Popen(
             cmd,
             cwd=cwd,
+            env=self._env(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -262,6 +267,34 @@ def find_dynamodb_local(package_dir: Path = DYNAMODB_LOCAL_PACKAGE) -> Path:
     return candidates[-1].parent
 
 
+#: where Debian's libeatmydata1 puts the library (x86_64 and arm64)
+_NO_FSYNC_LIBS = (
+    Path("/usr/lib/x86_64-linux-gnu/libeatmydata.so.1"),
+    Path("/usr/lib/aarch64-linux-gnu/libeatmydata.so.1"),
+    Path("/usr/lib/libeatmydata.so.1"),
+)
+
+
+def no_fsync_env() -> dict[str, str] | None:
+    """The environment that makes a durable server's fsync calls return at once (libeatmydata).
+
+    Why: DynamoDB Local's ``-dbPath`` database (SQLite) and fauxqs's commit every write with an
+    fsync, and SQLite writes one transaction at a time, so the disk's flush latency, not the CPU,
+    bounds the whole local stack (measured: a conditional PutItem 2.7 ms instead of 1.7 ms, a fleet
+    run twice as long). Without fsync every write still reaches the file through the page cache:
+    the data survives Ctrl-C, a crash and ``kill -9`` of any process, only not a power loss of the
+    machine. ``NANOCMD_LOCAL_FSYNC=true`` keeps the servers' own flushes; None when the library is
+    not installed (the Makefile installs it where it can).
+    """
+    if os.environ.get("NANOCMD_LOCAL_FSYNC", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    lib = next((p for p in _NO_FSYNC_LIBS if p.exists()), None)
+    if lib is None:
+        return None
+    preload = " ".join(x for x in (str(lib), os.environ.get("LD_PRELOAD", "")) if x)
+    return {**os.environ, "LD_PRELOAD": preload}
+
+
 class DynamoDBLocal(_ChildProcess):
     """Amazon's DynamoDB Local, one shared database for every credential and region.
 
@@ -311,6 +344,9 @@ class DynamoDBLocal(_ChildProcess):
             str(self.port),
         ]
         return cmd, home
+
+    def _env(self) -> dict[str, str] | None:
+        return no_fsync_env() if self.db_path is not None else None
 
     def _ready(self) -> bool:
         # Jetty answers any GET (with a 400 about the missing signature) once the service is up
@@ -366,6 +402,10 @@ class Fauxqs(_ChildProcess):
         if self.request_log:
             cmd.append("--log")
         return cmd, LOCAL_DIR  # node resolves `fauxqs` from infra/local/node_modules
+
+    def _env(self) -> dict[str, str] | None:
+        durable = self.data_dir is not None or self.s3_storage_dir is not None
+        return no_fsync_env() if durable else None
 
     def _ready(self) -> bool:
         return _http_answers(self.host, self.port, "/health") == 200

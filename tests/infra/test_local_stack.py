@@ -749,23 +749,26 @@ def _start_run(
         text=True,
     )
     assert proc.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Ctrl-C stops it" in line:
-            break
-    output = "".join(lines)
-    assert "Ctrl-C stops it" in output, output
-    assert f"http://127.0.0.1:{port}/webhook" in output
-    # DynamoDB Local, fauxqs, moto and the two events consumers (these start beside the summary)
-    deadline = time.monotonic() + 30
-    while len(children := _children(proc.pid)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(children) == 5, f"DynamoDB Local, fauxqs, moto and 2 consumers run as children: {children}"
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        output = "".join(lines)
+        assert "Ctrl-C stops it" in output, output
+        assert f"http://127.0.0.1:{port}/webhook" in output
+        # DynamoDB Local, fauxqs, moto and the two events consumers, all up before the summary
+        children = _children(proc.pid)
+        assert len(children) == 5, f"DynamoDB Local, fauxqs, moto and 2 consumers as children: {children}"
+    except BaseException:
+        proc.kill()  # no stack left running behind a failed test
+        proc.wait()
+        raise
     return proc, port, children
 
 
