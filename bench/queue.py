@@ -17,6 +17,7 @@ the CPU are noisy (best round reported, with the median), good for orders of mag
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import sys
 import tempfile
@@ -170,9 +171,24 @@ def run_sqs(decades: tuple[int, ...], moto_max: int, progress: Progress) -> list
 # -- DynamoDB Local ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def _fsync(on: bool) -> Iterator[None]:
+    """NANOCMD_LOCAL_FSYNC=true while a server starts (it reads it then)."""
+    before = os.environ.get("NANOCMD_LOCAL_FSYNC")
+    if on:
+        os.environ["NANOCMD_LOCAL_FSYNC"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NANOCMD_LOCAL_FSYNC", None)
+        else:
+            os.environ["NANOCMD_LOCAL_FSYNC"] = before
+
+
 def measure_dynamodb(storage: str, jvm_args: tuple[str, ...], rounds: int, calls: int) -> DynamoDBRun:
-    with _log_dir() as tmp:
-        db_path = tmp / "db" if storage == "-dbPath" else None
+    with _log_dir() as tmp, _fsync(storage == FSYNC):
+        db_path = tmp / "db" if storage.startswith("-dbPath") else None
         ddb = services.DynamoDBLocal(log_path=tmp / "ddb.log", jvm_args=jvm_args, db_path=db_path)
         with ddb:
             result = DynamoDBRun(storage, " ".join(jvm_args) or "(none)", ddb.started_in or 0.0)
@@ -204,11 +220,16 @@ def measure_dynamodb(storage: str, jvm_args: tuple[str, ...], rounds: int, calls
 
 def run_dynamodb(rounds: int, calls: int, progress: Progress) -> list[DynamoDBRun]:
     out = []
-    for storage in ("-inMemory", "-dbPath"):
+    for storage in ("-inMemory", "-dbPath", FSYNC):
         for jvm in (services.DEFAULT_JVM_ARGS, ()):
             progress(f"DynamoDB Local {storage}, JVM flags {' '.join(jvm) or '(none)'}")
             out.append(measure_dynamodb(storage, jvm, rounds, calls))
     return out
+
+
+#: ``-dbPath`` with the database's own fsync calls (``NANOCMD_LOCAL_FSYNC=true``); plain ``-dbPath``
+#: rows run as ``make run`` does, with fsync skipped where libeatmydata is installed
+FSYNC = "-dbPath, fsync"
 
 
 # -- both ------------------------------------------------------------------------------------------
@@ -254,6 +275,9 @@ def render_dynamodb(r: QueueReport) -> tuple[list[str], list[list[Any]], list[st
         f"{CALLS} sequential conditional PutItems (attribute_not_exists) then {CALLS} consistent GetItems"
         f" per round, {rounds} rounds after a warm-up round; best and median round, ms per call"
         " (boto3's own cost included, about the same in every row).",
+        "-dbPath runs as make run does: fsync skipped through libeatmydata"
+        + ("" if services.no_fsync_env() else " (not installed here: these rows fsync too)")
+        + "; '-dbPath, fsync' keeps DynamoDB Local's own flushes (NANOCMD_LOCAL_FSYNC=true).",
         "Noisy when other work uses the CPU: compare rows of one run, not runs.",
     ]
     return headers, rows, notes

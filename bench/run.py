@@ -14,10 +14,21 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from bench import burst, cold_start, ddb_cost, first_event, fleet, queue, report, stack, throughput
+from bench import (
+    burst,
+    cold_start,
+    ddb_cost,
+    first_event,
+    fleet,
+    queue,
+    report,
+    stack,
+    stack_starts,
+    throughput,
+)
 from bench.recorder import DynamoDBRecorder
 
-ALL = ("ddb", "cold", "first", "throughput", "fleet", "burst", "queue")
+ALL = ("ddb", "cold", "first", "throughput", "starts", "fleet", "burst", "queue")
 
 
 def _progress(message: str) -> None:
@@ -79,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 out["throughput"] = tp.to_json()
                 _print_table("Throughput, one worker", throughput.render(tp))
+
+    if "starts" in only:  # the make run stack in a subprocess, starts over HTTP
+        starts = stack_starts.run(progress=_progress)
+        out["starts"] = starts.to_json()
+        _print_table("Starts on the local stack (5 x 100 ids)", stack_starts.render(starts))
 
     if "fleet" in only:  # the whole local stack in a subprocess, devices answering over HTTP
         fleet_results = fleet.run(fleet.QUICK_SIZES if args.quick else fleet.SIZES, progress=_progress)
