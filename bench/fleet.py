@@ -155,8 +155,16 @@ def one(
         t0 = time.perf_counter()
         starter = threading.Thread(target=start_all, name="fleet-starts", daemon=True)
         starter.start()
-        verified = _poll_inventories(admin, fleet, t0 + limit)  # Admin: one connection per thread
+        # the finish line: every device has answered and the events queue is empty, so every
+        # answer has been processed (a message leaves the queue after its handler returned); then
+        # every inventory is read back once. Polling inventories all along instead would load the
+        # stack with reads while it works (each device read again until its events are processed).
+        _wait_processed(stack, fleet, t0 + limit)
         t_end = time.perf_counter()
+        verified = _verify(admin, fleet.ids)
+        if len(verified) < n:  # not all there at the finish line: keep reading until they are
+            verified = _poll_inventories(admin, fleet, t0 + limit)
+            t_end = time.perf_counter()
         starter.join(timeout=max(0.0, t0 + limit - t_end) + 30)
         result.seconds = t_end - t0
         result.complete = len(verified)
@@ -190,6 +198,22 @@ def _complete(record: Any) -> bool:
         and record.get("sip_enabled") is True
         and record.get("fde_enabled") is False
     )
+
+
+def _wait_processed(stack: StackProcess, fleet: Fleet, deadline: float) -> None:
+    while time.perf_counter() < deadline:
+        if len(fleet.done_ids()) == len(fleet.devices) and stack.queue_depths()[0] == 0:
+            return
+        time.sleep(0.02)
+
+
+def _verify(admin: Admin, ids: Sequence[str]) -> set[str]:
+    verified: set[str] = set()
+    for k in range(0, len(ids), POLL_CHUNK):
+        chunk = list(ids[k : k + POLL_CHUNK])
+        records = admin.inventory(chunk)
+        verified.update(i for i in chunk if _complete(records.get(i)))
+    return verified
 
 
 def _poll_inventories(admin: Admin, fleet: Fleet, deadline: float) -> set[str]:

@@ -49,6 +49,8 @@ class Settings:
     enqueue_url: str = ""
     push_url: str = ""
     micromdm: bool = False
+    push_per_step: bool = True
+    """NanoMDM: queue a step's commands with ?nopush=1, then push each id once (nanocmd #8)."""
     step_timeout: int = DEFAULT_STEP_TIMEOUT
     repush_interval: int = DEFAULT_REPUSH_INTERVAL
     worker_interval: int = DEFAULT_WORKER_INTERVAL
@@ -81,6 +83,7 @@ class Settings:
             enqueue_url=e.get("NANOCMD_ENQUEUE_URL", ""),
             push_url=e.get("NANOCMD_PUSH_URL", ""),
             micromdm=env_flag(e.get("NANOCMD_MICROMDM")),
+            push_per_step=env_flag(e.get("NANOCMD_PUSH_PER_STEP") or "true"),
             step_timeout=_seconds(e, "NANOCMD_STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT),
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),

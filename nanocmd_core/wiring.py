@@ -87,6 +87,7 @@ def build_app(
         mdm if mdm is not None else HTTPMDMServerClient.from_settings(settings),
         step_timeout=settings.step_timeout,
         repush_interval=settings.repush_interval,
+        push_per_step=settings.push_per_step,
         scheduler=step_scheduler(settings),
         subscriptions=CachedSubscriptions(subscriptions),
         telemetry=telemetry,

@@ -42,6 +42,7 @@ from infra.local.template import Template, api_events
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
+SLOW_REQUEST_MS = 1000  # requests slower than this are logged at INFO
 DEFAULT_STAGE = "Prod"  # SAM's implicit API stage
 API_ID = "local"
 INTERNAL_ERROR = (502, [("Content-Type", "application/json")], b'{"message": "Internal server error"}')
@@ -375,7 +376,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and data:
             self.wfile.write(data)
-        log.info("%s %s -> %d (%.0f ms)", self.command, self.path, status, (time.monotonic() - t0) * 1000)
+        # a line per request only on demand (LOG_LEVEL=DEBUG) or when slow: a fleet's webhooks
+        # would otherwise serialize the gateway's threads on the log handler's lock
+        elapsed = (time.monotonic() - t0) * 1000
+        level = logging.INFO if elapsed >= SLOW_REQUEST_MS else logging.DEBUG
+        log.log(level, "%s %s -> %d (%.0f ms)", self.command, self.path, status, elapsed)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -80,6 +80,7 @@ class EngineCore:
         *,
         step_timeout: int = 259_200,
         repush_interval: int = 86_400,
+        push_per_step: bool = True,
         scheduler: StepScheduler | None = None,
         subscriptions: CachedSubscriptions | None = None,
         telemetry: Telemetry | None = None,
@@ -90,6 +91,8 @@ class EngineCore:
         self.registry = registry or WorkflowRegistry()
         self.step_timeout = step_timeout
         self.repush_interval = repush_interval
+        # one push per id per step where the MDM server can queue without pushing (NanoMDM)
+        self.push_per_step = push_per_step and bool(getattr(mdm, "pushes_separately", False))
         self.scheduler = scheduler
         self.subscriptions = subscriptions
         self.telemetry: Telemetry = telemetry or NoTelemetry()

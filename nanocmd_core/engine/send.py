@@ -184,7 +184,11 @@ class SendMixin(EngineCore):
                 plist = command.plist
                 if sent_uuid != command.logical:
                     plist = RawCommand.from_plist(command.plist).with_uuid(sent_uuid).to_plist()
-                reply = self.mdm.enqueue(list(chunk), plist)
+                reply = (
+                    self.mdm.enqueue(list(chunk), plist, push=False)  # type: ignore[call-arg]
+                    if self.push_per_step
+                    else self.mdm.enqueue(list(chunk), plist)
+                )
                 # "already exists" answers a retried request whose first try was queued but whose
                 # reply was lost: this UUID is fresh for these ids, so the server holds our command.
                 if reply.ok or getattr(reply, "already_exists", False):
@@ -207,7 +211,25 @@ class SendMixin(EngineCore):
                         "detail": reply.detail,
                     },
                 )
+        if self.push_per_step:
+            self._push_once([i for chunk in chunks for i in chunk if i not in failed], log)
         return failed
+
+    def _push_once(self, ids: list[str], log: dict[str, Any]) -> None:
+        """Wake each id of the step once, its commands all queued (nanocmd #8: a push per command
+        made a device check in once per command). A failed push leaves the commands queued: the
+        device gets them at its next check-in, and the re-push sweep pushes it again."""
+        if not ids:
+            return
+        failed: list[str] = []
+        for result in self.mdm.push(ids):
+            failed += result.failed_ids if not result.ok else result.push_failed_ids
+        if failed:
+            self.telemetry.count("PushesFailed", len(failed))
+            logger.warning(
+                "MDM server could not push; the commands stay queued",
+                extra={**log, "enrollment_ids": failed[:20], "push_failed": len(failed), "pushed": len(ids)},
+            )
 
     def _store_delayed(
         self,

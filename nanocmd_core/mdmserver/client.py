@@ -38,7 +38,14 @@ from nanocmd_core.mdmserver.result import (
     parse_api_result,
     truncate,
 )
-from nanocmd_core.mdmserver.urls import chunked, dedupe, normalise_base_url, request_url, validate_ids
+from nanocmd_core.mdmserver.urls import (
+    chunked,
+    dedupe,
+    normalise_base_url,
+    request_url,
+    validate_ids,
+    with_query,
+)
 
 logger = Logger(service="nanocmd", child=True)
 
@@ -118,7 +125,9 @@ class MDMServerClient(Protocol):
     supports_multi_target: bool  # one CommandUUID may be queued to several ids in one request
 
     def enqueue(self, ids: Sequence[str], command_plist: bytes) -> ChunkResult:
-        """Queue the command on the ids with ONE request; ``len(ids) <= max_ids_per_request``.
+        """Queue the command on the ids with ONE request, pushing them; ``len(ids) <=
+        max_ids_per_request``. A client whose ``pushes_separately`` is True also takes
+        ``push=False`` (queue only): the engine then pushes each id of a step once itself.
 
         Raises ValueError for invalid input; never for HTTP or transport failures (``ok=False``)."""
         ...
@@ -167,6 +176,8 @@ class HTTPMDMServerClient:
         self.push_url = normalise_base_url(push_url)
         self.max_ids_per_request = self.mode.max_ids
         self.supports_multi_target = self.mode.max_ids > 1
+        # NanoMDM queues without pushing on ?nopush=1; MicroMDM always pushes on enqueue
+        self.pushes_separately = self.mode is NANOMDM
         self._headers = urllib3.make_headers(basic_auth=f"{self.mode.user}:{api_key}")
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._retries = retries
@@ -190,7 +201,8 @@ class HTTPMDMServerClient:
 
     # --- public API ---------------------------------------------------------------------------
 
-    def enqueue(self, ids: Sequence[str], command_plist: bytes) -> ChunkResult:
+    def enqueue(self, ids: Sequence[str], command_plist: bytes, push: bool = True) -> ChunkResult:
+        """``push=False`` (NanoMDM only): queue without pushing, for one push per id per step."""
         validate_ids(ids, comma_splits=self.mode.comma_splits)
         ids = list(ids)
         if not ids:
@@ -204,7 +216,10 @@ class HTTPMDMServerClient:
         if not isinstance(command_plist, bytes | bytearray) or not command_plist:
             # NanoMDM treats an empty enqueue body as "push only": the ids would get no command.
             raise ValueError("command plist must be non-empty bytes")
-        return self._send("enqueue", self.mode.enqueue_method, self.enqueue_url, ids, bytes(command_plist))
+        if not push and not self.pushes_separately:
+            raise ValueError("MicroMDM pushes on every enqueue: push=False is not supported")
+        base = self.enqueue_url if push else with_query(self.enqueue_url, "nopush", "1")
+        return self._send("enqueue", self.mode.enqueue_method, base, ids, bytes(command_plist))
 
     def push(self, ids: Sequence[str]) -> list[ChunkResult]:
         validate_ids(ids, comma_splits=self.mode.comma_splits)

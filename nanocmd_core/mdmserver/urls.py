@@ -9,7 +9,7 @@ percent-escaped on its own, and the base URL's query is kept after it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 ID_SEPARATOR = ","
 
@@ -74,3 +74,10 @@ def chunked(items: Sequence[str], size: int) -> Iterator[list[str]]:
 def dedupe(ids: Sequence[str]) -> list[str]:
     """Ids with duplicates removed, first-seen order kept (GAP-15, GAP-26)."""
     return list(dict.fromkeys(ids))
+
+
+def with_query(base_url: str, name: str, value: str) -> str:
+    """``base_url`` with ``name=value`` in its query (a query the admin configured is kept)."""
+    parts = urlsplit(base_url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*pairs, (name, value)]), ""))
