@@ -22,19 +22,16 @@ import contextlib
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
+from infra.local import processes
 from infra.local.lambda_runtime import FunctionHost, FunctionSpec
-from infra.local.services import REPO_ROOT
-from infra.local.services import _parent_death_signal as parent_death_signal
 from infra.local.worker import QueuePoller
 
 log = logging.getLogger(__name__)
@@ -91,13 +88,7 @@ class EventSourceMapping:
             return
         spawned = [self._spawn() for _ in range(self.concurrency)]
         self._children = [child for child, _ in spawned]
-        deadline = time.monotonic() + timeout
-        for child, ready in spawned:
-            with os.fdopen(ready, "rb") as pipe:
-                while not select.select([pipe], [], [], 0.5)[0]:
-                    if child.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"events consumer {child.pid} did not start ({child.poll()})")
-                pipe.read(1)
+        processes.wait_ready(spawned, "events consumer", timeout)
 
     def run(self, stop: threading.Event) -> None:
         """Run the consumers until ``stop`` is set (the Worker calls this on a thread of its own)."""
@@ -119,47 +110,25 @@ class EventSourceMapping:
                     os.close(ready)
                     self._children[n] = replacement
 
-    def _spawn(self) -> tuple[subprocess.Popen[bytes], int]:
-        """A consumer process, and the pipe on which it says it is ready."""
+    def _spawn(self) -> processes.Child:
         spec = self.functions.specs[self.function]
-        ready, ready_w = os.pipe()
-        config = {
-            "spec": {**asdict(spec), "path": str(spec.path)},
-            "queue_url": self.queue_url,
-            "batch_size": self.batch_size,
-            "wait_seconds": self.wait_seconds,
-            "retry_visibility": self.retry_visibility,
-            "ready_fd": ready_w,
-        }
-        try:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "infra.local.event_source", json.dumps(config)],
-                cwd=REPO_ROOT,
-                env=dict(os.environ),  # the stack's environment, as the function's configuration
-                stdin=subprocess.DEVNULL,
-                pass_fds=(ready_w,),
-                preexec_fn=parent_death_signal(),  # only a prctl call
-            )
-        finally:
-            os.close(ready_w)
-        return child, ready
+        return processes.spawn(
+            "infra.local.event_source",
+            {
+                "spec": {**asdict(spec), "path": str(spec.path)},
+                "queue_url": self.queue_url,
+                "batch_size": self.batch_size,
+                "wait_seconds": self.wait_seconds,
+                "retry_visibility": self.retry_visibility,
+            },
+        )
 
     def quiesce(self, timeout: float) -> None:
         """Let every consumer finish the batch in hand, then end the consumer processes."""
         for p in self._pollers:
             p.quiesce(timeout)
         children, self._children = self._children, []
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("events consumer %s did not stop in %.0fs: killed", child.pid, timeout)
-                child.kill()
-                child.wait(5)
+        processes.stop(children, "events consumer", timeout)
 
 
 def _consume(config: dict[str, object]) -> None:
@@ -184,10 +153,7 @@ def _consume(config: dict[str, object]) -> None:
         wait_seconds=int(str(config.get("wait_seconds", 1))),
         retry_visibility=None if retry is None else int(str(retry)),
     )
-    ready_fd = config.get("ready_fd")
-    if isinstance(ready_fd, int):
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
+    processes.say_ready(config)
     poller.run(stop)
 
 
@@ -195,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local.event_source")
     parser.add_argument("config", help="JSON: spec, queue_url, batch_size, wait_seconds, retry_visibility")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s[events %(process)d]: %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    processes.child_logging("events")
     with contextlib.suppress(KeyboardInterrupt):
         _consume(json.loads(args.config))
     return 0

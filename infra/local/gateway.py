@@ -245,10 +245,14 @@ class LocalGateway:
         routes: Iterable[Route] = DEFAULT_ROUTES,
         fallback_function: str = FALLBACK_FUNCTION,
         stage: str = DEFAULT_STAGE,
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: several gateways (processes) share the port, the kernel spreading the
+        connections over them (see :mod:`infra.local.gateway_pool`)."""
         self.functions = functions
         self.router = Router(routes, fallback_function)
         self.stage = stage
+        self.reuse_port = reuse_port
         self._bind = (host, port)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -303,7 +307,7 @@ class LocalGateway:
             pass
 
         Handler.gateway = gateway
-        self._server = _Server(self._bind, Handler)
+        self._server = (_SharedPortServer if self.reuse_port else _Server)(self._bind, Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -328,6 +332,10 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     # a fleet connects at once: Python's default backlog of 5 resets the sixth concurrent connect
     request_queue_size = 1024
+
+
+class _SharedPortServer(_Server):
+    allow_reuse_port = True
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -42,6 +42,7 @@ import boto3
 from infra.local.durable import restore_schedules, save_schedules, wipe
 from infra.local.event_source import DEFAULT_CONCURRENCY, EventSourceMapping, Mode
 from infra.local.gateway import DEFAULT_STAGE, LocalGateway, routes_from_template
+from infra.local.gateway_pool import GatewayPool
 from infra.local.lambda_runtime import FunctionHost, function_specs
 from infra.local.resources import SECRET_VARS, Provisioned, provision, write_contract_template
 from infra.local.services import (
@@ -66,6 +67,7 @@ DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 DEFAULT_FUNCTIONS_DIR = REPO_ROOT / "functions"
 DEFAULT_WORKER_INTERVAL = 300
 DEFAULT_DATA_DIR = REPO_ROOT / ".local" / "data"
+DEFAULT_GATEWAY_PROCESSES = 2  # make run: two cores, two interpreters answering HTTP
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -106,12 +108,14 @@ class LocalStack:
         data_dir: Path | None = None,
         events_concurrency: int | None = None,
         events_mode: Mode = "process",
+        gateway_processes: int = 0,
     ) -> None:
         """``aws_env``: endpoints of the local servers already running (else the stack starts its
         own); ``extra_env``: NANOCMD_* settings over the process's own (``inherit_env=False``: instead
         of them); ``retry_visibility``: see :class:`~infra.local.worker.QueuePoller`; ``data_dir``:
         where the stack's own servers keep their state across restarts (None: in memory);
-        ``events_concurrency``/``events_mode``: see :class:`~infra.local.event_source.EventSourceMapping`."""
+        ``events_concurrency``/``events_mode``: see :class:`~infra.local.event_source.EventSourceMapping`;
+        ``gateway_processes``: serve HTTP from that many worker processes (0: a thread of this one)."""
         self.template_path = Path(template) if template else DEFAULT_TEMPLATE
         self.functions_dir = Path(functions_dir) if functions_dir else DEFAULT_FUNCTIONS_DIR
         self.extra_env = dict(extra_env or {})
@@ -131,6 +135,8 @@ class LocalStack:
         self.data_dir = data_dir
         self.events_concurrency = events_concurrency
         self.events_mode: Mode = events_mode
+        self.gateway_processes = gateway_processes
+        self.gateway_pool: GatewayPool | None = None
 
         self.dynamodb: DynamoDBLocal | None = None
         self.moto: MotoServer | None = None
@@ -150,6 +156,8 @@ class LocalStack:
     # -- public
     @property
     def base_url(self) -> str:
+        if self.gateway_pool is not None:
+            return self.gateway_pool.base_url
         assert self.gateway is not None, "LocalStack not started"
         return self.gateway.base_url
 
@@ -220,7 +228,8 @@ class LocalStack:
         env = self.env
         lines = [
             f"nanocmd local stack '{self.prefix}'",
-            f"  listening      {self.base_url}",
+            f"  listening      {self.base_url}"
+            + (f"  ({self.gateway_pool.workers} worker processes)" if self.gateway_pool else ""),
             f"  webhook        {self.base_url}/webhook",
             f"  API            {self.base_url}/v1/...  (user nanocmd, key NANOCMD_API"
             f"{'' if env.get('NANOCMD_API_SECRET') else ': not set, API disabled'})",
@@ -258,13 +267,13 @@ class LocalStack:
             self.aws = dict(self._external_aws)
         self._saved_env = apply_env(self.aws)
 
-        if self.template_path.exists():
-            template = Template.load(self.template_path)
-        else:
+        template_path = self.template_path
+        if not template_path.exists():
             log.warning("%s does not exist: using the contract's minimal template", self.template_path)
-            tmp = DEFAULT_LOG_DIR.parent / "contract-template.yaml"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            template = Template.load(write_contract_template(tmp))
+            template_path = DEFAULT_LOG_DIR.parent / "contract-template.yaml"
+            template_path.parent.mkdir(parents=True, exist_ok=True)
+            write_contract_template(template_path)
+        template = Template.load(template_path)
 
         settings = {k: v for k, v in os.environ.items() if k.startswith("NANOCMD_") and self.inherit_env}
         settings.update(self.extra_env)
@@ -286,14 +295,26 @@ class LocalStack:
         self.functions.load_all()
 
         host, port = parse_listen(self.listen)
-        self.gateway = LocalGateway(
-            self.functions,
-            host=host,
-            port=port,
-            routes=routes_from_template(template),
-            stage=self._stage(template),
-        )
-        self.gateway.start()
+        if self.gateway_processes > 0:
+            self.gateway_pool = GatewayPool(
+                self.gateway_processes,
+                template=template_path,
+                functions_dir=self.functions_dir,
+                prefix=self.prefix,
+                host=host,
+                port=port,
+                stage=self._stage(template),
+            )
+            self.gateway_pool.start()
+        else:
+            self.gateway = LocalGateway(
+                self.functions,
+                host=host,
+                port=port,
+                routes=routes_from_template(template),
+                stage=self._stage(template),
+            )
+            self.gateway.start()
 
         self.events = self._event_source(template)
         self.sweeper = self._sweeper(template)
@@ -382,6 +403,9 @@ class LocalStack:
         return Sweeper(self.functions, "SweeperFunction", interval, event)
 
     def _stop(self) -> None:
+        if self.gateway_pool is not None:
+            self.gateway_pool.stop()
+            self.gateway_pool = None
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
@@ -406,6 +430,13 @@ class LocalStack:
         self.fauxqs = self.moto = self.dynamodb = None
 
 
+def _gateway_processes(flag: int | None) -> int:
+    if flag is not None:
+        return max(0, flag)
+    raw = os.environ.get("NANOCMD_LOCAL_GATEWAY_PROCESSES", "").strip()
+    return int(raw) if raw.isdigit() else DEFAULT_GATEWAY_PROCESSES
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", help="host:port (default NANOCMD_LISTEN or 127.0.0.1:9003)")
@@ -428,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="events batches processed at once"
         f" (default NANOCMD_LOCAL_EVENTS_CONCURRENCY or {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=None,
+        help="HTTP worker processes (default NANOCMD_LOCAL_GATEWAY_PROCESSES or"
+        f" {DEFAULT_GATEWAY_PROCESSES}; 0: a thread of this process)",
     )
     args = parser.parse_args(argv)
     data_dir: Path | None = None if args.in_memory else args.data_dir.resolve()
@@ -458,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=args.log_dir,
         data_dir=data_dir,
         events_concurrency=args.events_concurrency,
+        gateway_processes=_gateway_processes(args.gateway_processes),
     )
     try:
         stack.start()

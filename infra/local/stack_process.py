@@ -81,7 +81,7 @@ class StackProcess:
             )
         try:
             self.summary = self._wait_summary()
-            self.base_url = self.summary.get("listening", f"http://{listen}")
+            self.base_url = self.summary.get("listening", f"http://{listen}").split()[0]
             self.queue_url = self.summary.get("queue", "")
             self._wait_version()
             self._find_queues()

@@ -46,12 +46,19 @@ def local_stack_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def local_stack_options() -> dict[str, Any]:
+    """Further LocalStack arguments; override in a module, e.g. ``{"gateway_processes": 2}``."""
+    return {}
+
+
+@pytest.fixture
 def local_stack(
     request: pytest.FixtureRequest,
     aws_env: dict[str, str],
     template_path: Path,
     repo_root: Path,
     local_stack_env: dict[str, str],
+    local_stack_options: dict[str, Any],
 ) -> Iterator[LocalStack]:
     """The running local system; ``.base_url`` is where to send HTTP requests."""
     env: dict[str, str] = {}
@@ -73,6 +80,7 @@ def local_stack(
         inherit_env=False,
         retry_visibility=1,
         schedule_poll_interval=0.2,
+        **local_stack_options,
     )
     try:
         stack.start()

@@ -50,6 +50,12 @@ def local_stack_env() -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def local_stack_options() -> dict[str, Any]:
+    """HTTP served by two gateway processes, as make run does (Lambda scales the intake too)."""
+    return {"gateway_processes": 2}
+
+
 def _answer_inventory(stack: Any, mdm: FakeMDMServer, udid: str) -> None:
     di, si = sent_commands(mdm, udid, 2)
     di_raw, si_raw = reply_plists(udid, di["CommandUUID"], si["CommandUUID"])

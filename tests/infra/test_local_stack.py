@@ -741,6 +741,8 @@ def _start_run(
             "--in-memory",
             "--events-concurrency",
             "2",
+            "--gateway-processes",
+            "2",
         ],
         cwd=repo_root,
         env=env,
@@ -762,9 +764,10 @@ def _start_run(
         output = "".join(lines)
         assert "Ctrl-C stops it" in output, output
         assert f"http://127.0.0.1:{port}/webhook" in output
-        # DynamoDB Local, fauxqs, moto and the two events consumers, all up before the summary
+        # DynamoDB Local, fauxqs, moto, two events consumers and two gateway workers, all up
+        # before the summary
         children = _children(proc.pid)
-        assert len(children) == 5, f"DynamoDB Local, fauxqs, moto and 2 consumers as children: {children}"
+        assert len(children) == 7, f"3 servers, 2 consumers and 2 gateway workers as children: {children}"
     except BaseException:
         proc.kill()  # no stack left running behind a failed test
         proc.wait()
@@ -793,7 +796,7 @@ def test_run_stops_everything_on_ctrl_c(
             proc.wait()
     assert not port_open("127.0.0.1", port)
     assert not port_open("127.0.0.1", ddb_port)
-    assert not any(_alive(c) for c in children), "no orphaned java, node, moto or consumer process"
+    assert not any(_alive(c) for c in children), "no orphaned server, consumer or gateway process"
 
 
 def test_children_die_with_a_killed_runner(
