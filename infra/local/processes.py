@@ -81,5 +81,5 @@ def child_logging(tag: str) -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s %(levelname)s %(name)s[{tag} %(process)d]: %(message)s",
     )
-    for noisy in ("botocore", "boto3", "urllib3"):
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

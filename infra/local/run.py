@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("botocore", "boto3", "urllib3"):
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     stop = threading.Event()
