@@ -24,18 +24,17 @@ then be complete, which proves no event was lost.
 from __future__ import annotations
 
 import secrets
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.fleet import POLL_CHUNK, START_CHUNK, _complete, stack_settings
+from bench.fleet import POLL_CHUNK, START_CHUNK, _complete
 from bench.fleet_devices import answer_plist, device_id
-from bench.nanomdm import INVENTORY, Admin, PushingMDM, StackProcess, WebhookSender, percentile
+from bench.nanomdm import INVENTORY, Admin, PushingMDM, WebhookSender, bench_stack, percentile
+from infra.local.stack_process import StackProcess
 from tests.fakes.reports import connect_webhook, device_information
 
 WEBHOOKS = 1_000
@@ -114,11 +113,7 @@ def run(
     say = progress or (lambda _m: None)
     api_key, hmac_key = secrets.token_hex(16), secrets.token_hex(16)
     results: list[BurstResult] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="nanocmd-bench-") as data,  # durable, as make run is
-        PushingMDM() as mdm,
-        StackProcess(stack_settings(mdm, api_key, hmac_key), data_dir=Path(data)) as stack,
-    ):
+    with bench_stack(api_key, hmac_key) as (mdm, stack):
         say(f"burst: stack {stack.prefix} on {stack.base_url} (log {stack.log_path})")
         sender_args = (stack, hmac_key, senders)
         if warmup:

@@ -12,16 +12,15 @@ values the device sent.
 from __future__ import annotations
 
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.fleet_devices import MODEL, Fleet
-from bench.nanomdm import INVENTORY, Admin, PushingMDM, StackProcess, WebhookSender, percentile
+from bench.nanomdm import INVENTORY, Admin, PushingMDM, WebhookSender, bench_stack, percentile
+from infra.local.stack_process import StackProcess
 
 SIZES = (200, 1_000)
 QUICK_SIZES = (50, 200)
@@ -70,17 +69,6 @@ class FleetResult:
         return doc
 
 
-def stack_settings(mdm: PushingMDM, api_key: str, hmac_key: str) -> dict[str, str]:
-    return {
-        "NANOCMD_API": api_key,
-        "NANOCMD_ENQUEUE_URL": mdm.enqueue_url,
-        "NANOCMD_PUSH_URL": mdm.push_url,
-        "NANOCMD_ENQUEUE_API": mdm.api_key,
-        "NANOCMD_WEBHOOK_HMAC_KEY": hmac_key,
-        "NANOCMD_WORKER_INTERVAL": "0",  # no sweeper: no re-pushes or timeouts during the run
-    }
-
-
 def run(
     sizes: Sequence[int] = SIZES,
     *,
@@ -94,11 +82,7 @@ def run(
     say = progress or (lambda _m: None)
     api_key, hmac_key = secrets.token_hex(16), secrets.token_hex(16)
     results: list[FleetResult] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="nanocmd-bench-") as data,  # durable, as make run is
-        PushingMDM() as mdm,
-        StackProcess(stack_settings(mdm, api_key, hmac_key), data_dir=Path(data)) as stack,
-    ):
+    with bench_stack(api_key, hmac_key) as (mdm, stack):
         say(f"fleet: stack {stack.prefix} on {stack.base_url} (log {stack.log_path})")
         admin = Admin(stack.base_url, api_key)
         offset = 0

@@ -16,16 +16,18 @@ import http.client
 import json
 import math
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 from infra.local.stack_process import StackProcess
 from tests.fakes.mdm_server import FakeMDMServer, _Answer
 
-__all__ = ["StackProcess"]  # the benchmarks' stack, from here with the rest
 API_USER = "nanocmd"
 INVENTORY = "io.micromdm.wf.inventory.v1"
 
@@ -142,6 +144,32 @@ class WebhookSender:
             if failure:
                 self.failures[failure] = self.failures.get(failure, 0) + 1
         return status, elapsed
+
+
+# --- the stack ---------------------------------------------------------------------------------
+
+
+def stack_settings(mdm: PushingMDM, api_key: str, hmac_key: str) -> dict[str, str]:
+    return {
+        "NANOCMD_API": api_key,
+        "NANOCMD_ENQUEUE_URL": mdm.enqueue_url,
+        "NANOCMD_PUSH_URL": mdm.push_url,
+        "NANOCMD_ENQUEUE_API": mdm.api_key,
+        "NANOCMD_WEBHOOK_HMAC_KEY": hmac_key,
+        "NANOCMD_WORKER_INTERVAL": "0",  # no sweeper: no re-pushes or timeouts during the run
+    }
+
+
+@contextmanager
+def bench_stack(api_key: str, hmac_key: str) -> Iterator[tuple[PushingMDM, StackProcess]]:
+    """The fake NanoMDM and, pointed at it, the stack as ``make run`` runs it (a process of its
+    own, durable in a private data directory removed afterwards)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="nanocmd-bench-") as data,
+        PushingMDM() as mdm,
+        StackProcess(stack_settings(mdm, api_key, hmac_key), data_dir=Path(data)) as stack,
+    ):
+        yield mdm, stack
 
 
 # --- the admin side ---------------------------------------------------------------------------

@@ -7,16 +7,12 @@ the throughput table (``bench/throughput.py``)."""
 from __future__ import annotations
 
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.nanomdm import INVENTORY, Admin
-from infra.local.stack_process import StackProcess
-from tests.fakes.mdm_server import FakeMDMServer
+from bench.nanomdm import INVENTORY, Admin, bench_stack
 
 TARGET_SECONDS = 5.0
 
@@ -48,19 +44,7 @@ def run(
     say = progress or (lambda _m: None)
     api_key = secrets.token_hex(16)
     result = StartsResult(requests, per_request)
-    with (
-        tempfile.TemporaryDirectory(prefix="nanocmd-bench-") as data,  # durable, as make run is
-        FakeMDMServer() as mdm,
-        StackProcess(
-            {
-                "NANOCMD_API": api_key,
-                "NANOCMD_ENQUEUE_URL": mdm.enqueue_url,
-                "NANOCMD_PUSH_URL": mdm.push_url,
-                "NANOCMD_ENQUEUE_API": mdm.api_key,
-            },
-            data_dir=Path(data),
-        ) as stack,
-    ):
+    with bench_stack(api_key, secrets.token_hex(16)) as (mdm, stack):
         admin = Admin(stack.base_url, api_key)
         admin.start(INVENTORY, [f"WARM-{i}" for i in range(10)])  # the handlers' first calls
         say(f"starts: {requests} requests of {per_request} ids on {stack.base_url}")

@@ -17,18 +17,14 @@ batch received after it is handed back to the queue at once.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from infra.local import processes
 from infra.local.lambda_runtime import FunctionHost, FunctionSpec
@@ -131,19 +127,12 @@ class EventSourceMapping:
         processes.stop(children, "events consumer", timeout)
 
 
-def _consume(config: dict[str, object]) -> None:
+def _consume(config: dict[str, Any], stop: threading.Event) -> None:
     """One consumer process: load the handler, poll until SIGTERM/SIGINT."""
-    raw_spec = dict(config["spec"])  # type: ignore[call-overload]
+    raw_spec = dict(config["spec"])
     spec = FunctionSpec(**{**raw_spec, "path": Path(str(raw_spec["path"]))})
     functions = FunctionHost({spec.logical_id: spec})
     functions.load_all()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     retry = config.get("retry_visibility")
     poller = QueuePoller(
         functions,
@@ -158,13 +147,7 @@ def _consume(config: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.local.event_source")
-    parser.add_argument("config", help="JSON: spec, queue_url, batch_size, wait_seconds, retry_visibility")
-    args = parser.parse_args(argv)
-    processes.child_logging("events")
-    with contextlib.suppress(KeyboardInterrupt):
-        _consume(json.loads(args.config))
-    return 0
+    return processes.child_main("events", _consume, argv)
 
 
 if __name__ == "__main__":

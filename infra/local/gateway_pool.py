@@ -10,10 +10,6 @@ connections over them).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import signal
 import subprocess
 import sys
 import threading
@@ -71,7 +67,7 @@ class GatewayPool:
         processes.stop(children, "gateway worker", timeout)
 
 
-def _serve(config: dict[str, Any]) -> None:
+def _serve(config: dict[str, Any], stop: threading.Event) -> None:
     template = Template.load(Path(config["template"]))
     functions = FunctionHost(function_specs(template, Path(config["functions_dir"]), config["prefix"]))
     functions.load_all()
@@ -83,13 +79,6 @@ def _serve(config: dict[str, Any]) -> None:
         stage=config["stage"],
         reuse_port=True,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     gateway.start()
     processes.say_ready(config)
     while not stop.wait(0.5):
@@ -98,13 +87,7 @@ def _serve(config: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.local.gateway_pool")
-    parser.add_argument("config", help="JSON: template, functions_dir, prefix, host, port, stage")
-    args = parser.parse_args(argv)
-    processes.child_logging("gateway")
-    with contextlib.suppress(KeyboardInterrupt):
-        _serve(json.loads(args.config))
-    return 0
+    return processes.child_main("gateway", _serve, argv)
 
 
 if __name__ == "__main__":

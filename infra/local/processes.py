@@ -4,6 +4,7 @@ is ready, and each dies with its parent."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -11,8 +12,9 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from infra.local.services import REPO_ROOT
@@ -75,7 +77,27 @@ def stop(children: Sequence[subprocess.Popen[bytes]], what: str, timeout: float)
             child.wait(5)
 
 
-def child_logging(tag: str) -> None:
+def child_main(
+    tag: str, work: Callable[[dict[str, Any], threading.Event], None], argv: list[str] | None = None
+) -> int:
+    """A child's ``main``: the JSON config from argv, logging marked with ``tag`` and the pid, and
+    ``work(config, stop)``, where ``stop`` is set by SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog=f"local {tag} process")
+    parser.add_argument("config", help="JSON, as the parent wrote it")
+    config = json.loads(parser.parse_args(argv).config)
+    _child_logging(tag)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    work(config, stop)
+    return 0
+
+
+def _child_logging(tag: str) -> None:
     """A child's log lines, marked with what it is and its pid."""
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import API_KEY
-from tests.e2e.test_walking_skeleton import (
+from tests.e2e.client import (
     INVENTORY,
     call,
     eventually,
@@ -23,22 +22,15 @@ from tests.e2e.test_walking_skeleton import (
     start,
     webhook,
 )
+from tests.e2e.conftest import API_KEY
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import checkin_webhook, connect_webhook, report
+from tests.unit.subsystems.profile.profile_fixtures import profile_xml
 
 pytestmark = pytest.mark.slow
 
 CERTPROF = "io.micromdm.wf.certprof.v1"
-PROFILE = b"""<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0"><dict>
-<key>PayloadIdentifier</key><string>com.example.identity</string>
-<key>PayloadUUID</key><string>1B0E7C4A-2D3F-4E5A-8B6C-7D8E9F0A1B2C</string>
-<key>PayloadType</key><string>Configuration</string>
-<key>PayloadVersion</key><integer>1</integer>
-<key>PayloadContent</key><array/>
-</dict></plist>
-"""
+PROFILE = profile_xml("com.example.identity", "1B0E7C4A-2D3F-4E5A-8B6C-7D8E9F0A1B2C")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_walking_skeleton import call, eventually, inventory, sent_commands, webhook
+from tests.e2e.client import call, eventually, inventory, sent_commands, webhook
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import connect_webhook, device_information, report
 

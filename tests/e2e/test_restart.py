@@ -16,8 +16,7 @@ import pytest
 
 from infra.local.durable import wipe
 from infra.local.stack_process import StackProcess
-from tests.e2e.conftest import API_KEY
-from tests.e2e.test_walking_skeleton import (
+from tests.e2e.client import (
     INVENTORY,
     call,
     eventually,
@@ -27,21 +26,14 @@ from tests.e2e.test_walking_skeleton import (
     start,
     webhook,
 )
+from tests.e2e.conftest import API_KEY
 from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import connect_webhook
+from tests.unit.subsystems.profile.profile_fixtures import profile_xml
 
 pytestmark = pytest.mark.slow
 
-PROFILE = b"""<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0"><dict>
-<key>PayloadIdentifier</key><string>com.example.kept</string>
-<key>PayloadUUID</key><string>9E3C2A5B-6B0F-4C1E-9F43-7C1D2B4A5E60</string>
-<key>PayloadType</key><string>Configuration</string>
-<key>PayloadVersion</key><integer>1</integer>
-<key>PayloadContent</key><array/>
-</dict></plist>
-"""
+PROFILE = profile_xml("com.example.kept", "9E3C2A5B-6B0F-4C1E-9F43-7C1D2B4A5E60")
 
 
 @pytest.fixture
