@@ -22,7 +22,7 @@ from bench import cold_start
 from bench.fakes import InMemoryMDMClient, sqs_event
 from bench.stack import REPO_ROOT
 from infra.local.lambda_runtime import run_fresh
-from infra.local.run import reset_settings_cache
+from infra.local.stack import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.config import Settings
 from nanocmd_core.workflows.inventory import NAME as INVENTORY

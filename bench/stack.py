@@ -17,7 +17,7 @@ from pathlib import Path
 
 from infra.local import services
 from infra.local.resources import provision
-from infra.local.run import reset_settings_cache
+from infra.local.stack import reset_settings_cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "template.yaml"

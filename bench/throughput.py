@@ -33,7 +33,7 @@ from bench.recorder import DynamoDBRecorder, Usage
 from bench.stack import REPO_ROOT, silence_logs
 from infra.local.events import basic_auth, proxy_event
 from infra.local.lambda_runtime import LambdaContext, load_module
-from infra.local.run import reset_settings_cache
+from infra.local.stack import reset_settings_cache
 from nanocmd_core import wiring
 from nanocmd_core.workflows.inventory import NAME as INVENTORY
 from tests.fakes.intake import through_intake

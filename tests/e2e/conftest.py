@@ -1,6 +1,6 @@
 """End-to-end fixtures: the whole local system (gateway + worker + handlers) driven over HTTP.
 
-``local_stack`` runs :class:`infra.local.run.LocalStack` in-process (threads) against the session's
+``local_stack`` runs :class:`infra.local.stack.LocalStack` in-process (threads) against the session's
 DynamoDB Local and moto, with fresh resources from template.yaml, on a free port. Its MDM server is a
 ``fake_mdm`` (tests/fakes/mdm_server.py) when that is available. Override ``local_stack_env`` in a
 test module to change settings, e.g. ``{"NANOCMD_WEBHOOK_HMAC_KEY": "k"}`` or a sweeper interval.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from infra.local.lambda_runtime import HandlerNotFound
-from infra.local.run import LocalStack
+from infra.local.stack import LocalStack
 
 API_KEY = "nanocmd-e2e-key"
 

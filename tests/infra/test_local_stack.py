@@ -35,8 +35,8 @@ from infra.local.gateway import (
 )
 from infra.local.lambda_runtime import FunctionHost, function_specs
 from infra.local.resources import CONTRACT_TEMPLATE, Provisioned, provision, write_contract_template
-from infra.local.run import LocalStack
 from infra.local.services import DynamoDBLocal, free_port, port_open
+from infra.local.stack import LocalStack
 from infra.local.template import Resolver, Template, load_template
 from infra.local.worker import QueuePoller, ScheduleFirer, at_time, failed_message_ids, sqs_event
 

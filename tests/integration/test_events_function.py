@@ -14,7 +14,7 @@ from pynamodb.exceptions import GetError
 
 from infra.local.lambda_runtime import LambdaContext, load_module
 from infra.local.resources import Provisioned
-from infra.local.run import reset_settings_cache
+from infra.local.stack import reset_settings_cache
 from infra.local.worker import sqs_event
 from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.mdm.commands import DeviceInformation

@@ -101,7 +101,7 @@ def test_dump_webhook_logs_the_body(
     import base64
 
     from infra.local.lambda_runtime import LambdaContext, load_module
-    from infra.local.run import reset_settings_cache
+    from infra.local.stack import reset_settings_cache
     from tests.fakes.reports import idle_webhook
 
     monkeypatch.setenv("NANOCMD_DUMP_WEBHOOK", "true")

@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:  # `tests.fakes...` and `infra.local...` impo
 
 from infra.local import services  # noqa: E402
 from infra.local.resources import Provisioned, provision, write_contract_template  # noqa: E402
-from infra.local.run import reset_settings_cache  # noqa: E402
+from infra.local.stack import reset_settings_cache  # noqa: E402
 
 _DYNAMODB_PORT = services.free_port()
 _MOTO_PORT = services.free_port()
