@@ -33,8 +33,9 @@ from typing import Any
 
 from bench.fleet import POLL_CHUNK, START_CHUNK, _complete
 from bench.fleet_devices import answer_plist, device_id
-from bench.nanomdm import INVENTORY, Admin, PushingMDM, WebhookSender, bench_stack, percentile
+from bench.nanomdm import INVENTORY, Admin, WebhookSender, bench_stack, percentile
 from infra.local.stack_process import StackProcess
+from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import connect_webhook, device_information
 
 WEBHOOKS = 1_000
@@ -229,7 +230,7 @@ def _open(
 
 
 def _tracked(
-    stack: StackProcess, mdm: PushingMDM, api_key: str, hmac_key: str, senders: int, devices: int
+    stack: StackProcess, mdm: FakeMDMServer, api_key: str, hmac_key: str, senders: int, devices: int
 ) -> BurstResult:
     """The inventory workflow started for ``devices`` silent devices; the burst is their reports."""
     admin = Admin(stack.base_url, api_key)

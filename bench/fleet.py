@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.fleet_devices import MODEL, Fleet
-from bench.nanomdm import INVENTORY, Admin, PushingMDM, WebhookSender, bench_stack, percentile
+from bench.nanomdm import INVENTORY, Admin, WebhookSender, bench_stack, percentile
 from infra.local.stack_process import StackProcess
+from tests.fakes.mdm_server import FakeMDMServer
 
 SIZES = (200, 1_000)
 QUICK_SIZES = (50, 200)
@@ -106,7 +107,7 @@ def run(
 
 def one(
     stack: StackProcess,
-    mdm: PushingMDM,
+    mdm: FakeMDMServer,
     admin: Admin,
     n: int,
     first_index: int,

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.nanomdm import PushingMDM, WebhookSender
+from bench.nanomdm import WebhookSender
+from tests.fakes.mdm_server import FakeMDMServer
 from tests.fakes.reports import connect_webhook, device_information, idle_webhook, report, security_info
 
 MODEL = "Mac14,2"
@@ -97,7 +98,7 @@ class Fleet:
 
     def __init__(
         self,
-        mdm: PushingMDM,
+        mdm: FakeMDMServer,
         n: int,
         *,
         first_index: int = 0,

@@ -1,10 +1,7 @@
 """What the fleet and burst benchmarks need around the stack (which runs as ``make run`` does, see
-:mod:`infra.local.stack_process`): a NanoMDM-shaped enqueue/push server in this process, and a
-NanoMDM-shaped webhook sender with keep-alive connections.
-
-The MDM server is ``tests/fakes/mdm_server.py``'s :class:`FakeMDMServer` (NanoMDM's routes, ``?nopush``,
-its JSON per-id results), with one addition: a callback for every id it pushed, so simulated devices
-can "connect" when the push arrives.
+:mod:`infra.local.stack_process`): the NanoMDM-shaped enqueue/push server in this process
+(``tests/fakes/mdm_server.py``'s :class:`FakeMDMServer`, whose ``on_push`` lets simulated devices
+"connect" when their push arrives), and a NanoMDM-shaped webhook sender with keep-alive connections.
 """
 
 from __future__ import annotations
@@ -19,36 +16,17 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from infra.local.stack_process import StackProcess
-from tests.fakes.mdm_server import FakeMDMServer, _Answer
+from tests.fakes.mdm_server import FakeMDMServer
 
 API_USER = "nanocmd"
 INVENTORY = "io.micromdm.wf.inventory.v1"
-
-
-class PushingMDM(FakeMDMServer):
-    """The fake NanoMDM, calling ``on_push(ids)`` (from its server thread) for the ids each request
-    pushed: an enqueue without ``?nopush``, or a push. The callback must return quickly."""
-
-    def __init__(self, *, api_key: str = "mdm-secret", on_push: Callable[[list[str]], None] | None = None):
-        super().__init__(api_key=api_key)
-        self.on_push = on_push
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer:
-        answer = super()._handle(method, target, headers, body)
-        if answer.pushed_ids and not answer.drop and self.on_push is not None:
-            self.on_push(list(answer.pushed_ids))
-        return answer
 
 
 # --- HTTP with keep-alive ---------------------------------------------------------------------
@@ -149,7 +127,7 @@ class WebhookSender:
 # --- the stack ---------------------------------------------------------------------------------
 
 
-def stack_settings(mdm: PushingMDM, api_key: str, hmac_key: str) -> dict[str, str]:
+def stack_settings(mdm: FakeMDMServer, api_key: str, hmac_key: str) -> dict[str, str]:
     return {
         "NANOCMD_API": api_key,
         "NANOCMD_ENQUEUE_URL": mdm.enqueue_url,
@@ -161,12 +139,12 @@ def stack_settings(mdm: PushingMDM, api_key: str, hmac_key: str) -> dict[str, st
 
 
 @contextmanager
-def bench_stack(api_key: str, hmac_key: str) -> Iterator[tuple[PushingMDM, StackProcess]]:
+def bench_stack(api_key: str, hmac_key: str) -> Iterator[tuple[FakeMDMServer, StackProcess]]:
     """The fake NanoMDM and, pointed at it, the stack as ``make run`` runs it (a process of its
     own, durable in a private data directory removed afterwards)."""
     with (
         tempfile.TemporaryDirectory(prefix="nanocmd-bench-") as data,
-        PushingMDM() as mdm,
+        FakeMDMServer() as mdm,
         StackProcess(stack_settings(mdm, api_key, hmac_key), data_dir=Path(data)) as stack,
     ):
         yield mdm, stack

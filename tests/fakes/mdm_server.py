@@ -116,6 +116,9 @@ class FakeMDMServer:
         self.micromdm = micromdm
         self.user = "micromdm" if micromdm else "nanomdm"
         self.delay = 0.0  # seconds to wait before answering each request (client timeout tests)
+        self.on_push: Callable[[list[str]], None] | None = None
+        """Called (from a server thread, so quickly) with the ids each request pushed: simulated
+        devices "connect" when their push arrives."""
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._queues: dict[str, list[dict[str, Any]]] = {}
@@ -325,6 +328,8 @@ class FakeMDMServer:
                     pushed_ids=answer.pushed_ids,
                 )
             )
+        if answer.pushed_ids and not answer.drop and self.on_push is not None:
+            self.on_push(list(answer.pushed_ids))
         return answer
 
     def _route(self, method: str, path: str) -> tuple[str, list[str], _Answer | None]:
