@@ -56,23 +56,19 @@ class EventSourceMapping:
         self.functions = functions
         self.function = function
         self.queue_url = queue_url
-        self.batch_size = batch_size
-        self.wait_seconds = wait_seconds
-        self.retry_visibility = retry_visibility
+        # how each consumer polls: the same for a thread here and a process's own poller
+        self.polling: dict[str, Any] = {
+            "batch_size": batch_size,
+            "wait_seconds": wait_seconds,
+            "retry_visibility": retry_visibility,
+        }
         self.concurrency = max(1, concurrency)
         self.mode = mode
         self._pollers: list[QueuePoller] = []
         self._children: list[subprocess.Popen[bytes]] = []
 
     def _poller(self) -> QueuePoller:
-        return QueuePoller(
-            self.functions,
-            self.function,
-            self.queue_url,
-            batch_size=self.batch_size,
-            wait_seconds=self.wait_seconds,
-            retry_visibility=self.retry_visibility,
-        )
+        return QueuePoller(self.functions, self.function, self.queue_url, **self.polling)
 
     def start(self, timeout: float = 120.0) -> None:
         """Bring the consumers up and wait until each has loaded its handler and polls, so the first
@@ -110,13 +106,7 @@ class EventSourceMapping:
         spec = self.functions.specs[self.function]
         return processes.spawn(
             "infra.local.event_source",
-            {
-                "spec": {**asdict(spec), "path": str(spec.path)},
-                "queue_url": self.queue_url,
-                "batch_size": self.batch_size,
-                "wait_seconds": self.wait_seconds,
-                "retry_visibility": self.retry_visibility,
-            },
+            {"spec": {**asdict(spec), "path": str(spec.path)}, "queue_url": self.queue_url, **self.polling},
         )
 
     def quiesce(self, timeout: float) -> None:
@@ -133,15 +123,8 @@ def _consume(config: dict[str, Any], stop: threading.Event) -> None:
     spec = FunctionSpec(**{**raw_spec, "path": Path(str(raw_spec["path"]))})
     functions = FunctionHost({spec.logical_id: spec})
     functions.load_all()
-    retry = config.get("retry_visibility")
-    poller = QueuePoller(
-        functions,
-        spec.logical_id,
-        str(config["queue_url"]),
-        batch_size=int(str(config.get("batch_size", 10))),
-        wait_seconds=int(str(config.get("wait_seconds", 1))),
-        retry_visibility=None if retry is None else int(str(retry)),
-    )
+    polling = {k: config[k] for k in ("batch_size", "wait_seconds", "retry_visibility")}
+    poller = QueuePoller(functions, spec.logical_id, str(config["queue_url"]), **polling)
     processes.say_ready(config)
     poller.run(stop)
 
