@@ -42,6 +42,20 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+DEFAULT_HISTORY_DAYS = 30
+
+
+def _history_days(env: Mapping[str, str]) -> int:
+    raw = env.get("NANOCMD_HISTORY_DAYS", "").strip()
+    try:
+        days = int(raw) if raw else DEFAULT_HISTORY_DAYS
+    except ValueError as exc:
+        raise ConfigError(f"NANOCMD_HISTORY_DAYS must be a whole number of days, got {raw!r}") from exc
+    if days < 1:
+        raise ConfigError(f"NANOCMD_HISTORY_DAYS must be at least 1, got {days}")
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     table_name: str = DEFAULT_TABLE
@@ -54,6 +68,8 @@ class Settings:
     step_timeout: int = DEFAULT_STEP_TIMEOUT
     repush_interval: int = DEFAULT_REPUSH_INTERVAL
     worker_interval: int = DEFAULT_WORKER_INTERVAL
+    history_days: int = DEFAULT_HISTORY_DAYS
+    """Days an instance and its ids' outcomes are kept (DynamoDB TTL)."""
     debug: bool = False
     dump_webhook: bool = False
     listen: str = DEFAULT_LISTEN
@@ -87,6 +103,7 @@ class Settings:
             step_timeout=_seconds(e, "NANOCMD_STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT),
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),
+            history_days=_history_days(e),
             debug=env_flag(e.get("NANOCMD_DEBUG")),
             dump_webhook=env_flag(e.get("NANOCMD_DUMP_WEBHOOK")),
             listen=e.get("NANOCMD_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN,

@@ -14,6 +14,7 @@ from nanocmd_core.mdmserver.client import HTTPMDMServerClient, MDMServerClient
 from nanocmd_core.observability import Telemetry
 from nanocmd_core.plugins import WorkflowDeps, WorkflowSource, plugin_workflows
 from nanocmd_core.storage.engine_store import DynamoEngineStore
+from nanocmd_core.storage.instance_store import DynamoInstanceStore
 from nanocmd_core.storage.models import bind_table
 from nanocmd_core.storage.subscription_store import DynamoSubscriptionStore
 from nanocmd_core.subsystems.cmdplan.storage import CommandPlanStore, DynamoCommandPlanStore
@@ -89,6 +90,7 @@ def build_app(
         repush_interval=settings.repush_interval,
         push_per_step=settings.push_per_step,
         scheduler=step_scheduler(settings),
+        instances=DynamoInstanceStore(settings.history_days),
         subscriptions=CachedSubscriptions(subscriptions),
         telemetry=telemetry,
     )

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from nanocmd_core.engine.cancel import CancelMixin
 from nanocmd_core.engine.errors import AlreadyStartedError
 from nanocmd_core.engine.start import StartMixin
 from nanocmd_core.engine.subscriptions import EventSubscription
@@ -16,14 +17,14 @@ from nanocmd_core.workflow.step import MDMContext
 logger = Logger(service="nanocmd", child=True)
 
 
-class CheckinsMixin(StartMixin):
+class CheckinsMixin(StartMixin, CancelMixin):
     """Check-ins and idle (§2.5, §2.6): resets, events, subscription starts."""
 
     def handle_checkin(
         self, enrollment_id: str, message: CheckinMessage, mdm_context: MDMContext | None = None
     ) -> None:
         if isinstance(message, Authenticate | CheckOut):
-            removed = self.store.cancel_all(enrollment_id)  # CI-1, GAP-4 fixed
+            removed = self.reset_enrollment(enrollment_id, type(message).__name__)  # CI-1, GAP-4 fixed
             logger.info(
                 "enrollment reset: steps cancelled",
                 extra={
@@ -96,7 +97,7 @@ class CheckinsMixin(StartMixin):
         }
         try:
             result = self.start_workflow(
-                sub.workflow, [enrollment_id], sub.context.encode(), event, mdm_context
+                sub.workflow, [enrollment_id], sub.context.encode(), event, mdm_context, started_by=name
             )
         except AlreadyStartedError:
             logger.debug("subscription start skipped: workflow already running", extra=log)

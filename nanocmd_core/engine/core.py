@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from nanocmd_core.aws.scheduler import StepScheduler
 from nanocmd_core.engine.registry import WorkflowRegistry
 from nanocmd_core.engine.subscriptions import CachedSubscriptions
-from nanocmd_core.engine.types import EngineStore
+from nanocmd_core.engine.types import EngineStore, InstanceStore
 from nanocmd_core.mdm.responses import CommandResponse, parse_response
 from nanocmd_core.observability import NoTelemetry, Telemetry
 from nanocmd_core.storage.engine_store import (
@@ -59,6 +59,10 @@ class _Scope:
     """(workflow, instance, id) of every step enqueued: the instance still runs for those ids."""
     send_failures: dict[str, str] = field(default_factory=dict)
     """Ids whose commands the MDM server refused (retried later), with why."""
+    outcome_tracked: bool = False
+    """Steps enqueued here belong to an instance that records its ids' outcomes."""
+    prior_error: str = ""
+    """The error the step that led here (or one before it) ended with, carried on."""
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("nanocmd_scope", default=None)
@@ -82,6 +86,7 @@ class EngineCore:
         repush_interval: int = 86_400,
         push_per_step: bool = True,
         scheduler: StepScheduler | None = None,
+        instances: InstanceStore | None = None,
         subscriptions: CachedSubscriptions | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _utcnow,
@@ -94,6 +99,7 @@ class EngineCore:
         # one push per id per step where the MDM server can queue without pushing (NanoMDM)
         self.push_per_step = push_per_step and bool(getattr(mdm, "pushes_separately", False))
         self.scheduler = scheduler
+        self.instances = instances
         self.subscriptions = subscriptions
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.clock = clock
@@ -102,17 +108,34 @@ class EngineCore:
         self.registry.register(workflow)
 
     @contextmanager
-    def _tracking_enqueues(self) -> Iterator[_Scope]:
+    def _tracking_enqueues(self, outcome_tracked: bool = False, prior_error: str = "") -> Iterator[_Scope]:
         """Collect the steps enqueued inside a workflow call, to know whether the instance still
-        runs for an id when the call returns (GAP-3), and which sends the MDM server refused."""
-        scope = _Scope()
+        runs for an id when the call returns (GAP-3), and which sends the MDM server refused.
+        ``outcome_tracked``: the call runs for an instance with recorded outcomes (its next
+        steps carry the mark on, so their end ends the id's outcome)."""
+        scope = _Scope(outcome_tracked=outcome_tracked, prior_error=prior_error)
         token = _scope.set(scope)
         try:
             yield scope
         finally:
             _scope.reset(token)
 
-    def _finish(self, workflow: Workflow, state: TargetState, enqueued: set[tuple[str, str, str]]) -> None:
+    def _finish(
+        self,
+        workflow: Workflow,
+        state: TargetState,
+        enqueued: set[tuple[str, str, str]],
+        outcome: str = "completed",
+        error: str = "",
+    ) -> None:
+        """The step ended for this id; when the workflow enqueued nothing more for the instance
+        there, the instance ended for it too: its outcome is recorded first (once, in a
+        transaction), so a crash before the deletes redelivers without counting twice."""
+        ended = (state.workflow, state.instance_id, state.enrollment_id) not in enqueued
+        if outcome == "completed" and state.prior_error:  # an earlier step of it had failed
+            outcome, error = "errored", state.prior_error
+        if ended and state.outcome_tracked and self.instances is not None:
+            self.instances.end_outcome(state.instance_id, state.enrollment_id, outcome, self.clock(), error)
         self.store.delete_target(state)
         if (
             self.registry.config_of(workflow).exclusive

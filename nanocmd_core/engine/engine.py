@@ -7,7 +7,8 @@ enrollment ids, command UUIDs and raw plists. Storage and the MDM server sit beh
 
 One class, one module per seam: ``start`` (starts), ``send`` (enqueue, chunks, delayed steps,
 send retries), ``reports`` (command reports), ``sweep`` (timeouts, re-pushes, overdue sends),
-``checkins`` (check-ins, idle, events), on ``core`` (what they share). Import from here.
+``checkins`` (check-ins, idle, events), ``cancel`` (cancels and resets), ``status`` (status,
+instance progress, history), on ``core`` (what they share). Import from here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nanocmd_core.engine.errors import (
 )
 from nanocmd_core.engine.reports import ReportsMixin
 from nanocmd_core.engine.send import SEND_RETRY_DELAYS
+from nanocmd_core.engine.status import StatusMixin
 from nanocmd_core.engine.sweep import SweepMixin
 from nanocmd_core.engine.types import EngineStore, StartResult, SweepReport
 
@@ -45,5 +47,5 @@ __all__ = [
 ]
 
 
-class Engine(CheckinsMixin, SweepMixin, ReportsMixin):
+class Engine(CheckinsMixin, StatusMixin, SweepMixin, ReportsMixin):
     """The engine; its methods live in the seam modules named above."""

@@ -19,6 +19,25 @@ from nanocmd_core.workflow.step import MDMContext
 
 logger = Logger(service="nanocmd", child=True)
 
+ERROR_STATUSES = frozenset({"Error", "CommandFormatError"})
+
+
+def describe_error(response: CommandResponse) -> str:
+    """The device's error chain, last to first, as the Go workflows render it."""
+    chain = response.error_chain or []
+    return ": ".join(item.describe() for item in reversed(chain)) or response.status
+
+
+def step_outcome(results: Iterable[CommandResponse]) -> tuple[str, str]:
+    """``errored`` (with the first error) when a command of the step ended in an error."""
+    for response in results:
+        if response.status in ERROR_STATUSES:
+            return (
+                "errored",
+                f"{response.request_type or 'command'} {response.status}: {describe_error(response)}",
+            )
+    return "completed", ""
+
 
 class ReportsMixin(EngineCore):
     """Command reports (§2.4): route each to its step; deliver the step when it is complete."""
@@ -57,7 +76,21 @@ class ReportsMixin(EngineCore):
         state = self.store.record_report(
             enrollment_id, step_id, canonical, raw_report, response.completed, self.clock()
         )  # CR-4, CR-6, CR-7
-        if state is None:
+        if response.status in ERROR_STATUSES:  # nanocmd #5: every command error is visible
+            logger.error(
+                "device reported a command error",
+                extra={
+                    "workflow": state.workflow if state else None,
+                    "instance_id": state.instance_id if state else None,
+                    "step_name": state.step_name if state else None,
+                    "enrollment_id": enrollment_id,
+                    "command_uuid": command_uuid,
+                    "request_type": request_type,
+                    "status": response.status,
+                    "error_chain": describe_error(response),
+                },
+            )
+        if state is None or not (response.completed and state.complete):
             return  # CR-8
         self._deliver_completion(state, canonical, response, mdm_context)
 
@@ -80,20 +113,22 @@ class ReportsMixin(EngineCore):
         except Exception as exc:
             # a stored report or context that does not decode will not decode on a retry either
             logger.error("cannot build step result; step dropped", extra={**log, "error": str(exc)})
-            self._finish(workflow, state, set())
+            self._finish(workflow, state, set(), "errored", f"step result: {exc}")
             return
-        with self._tracking_enqueues() as scope:
+        outcome, error = step_outcome(result.command_results)
+        with self._tracking_enqueues(state.outcome_tracked, error or state.prior_error) as scope:
             try:
                 workflow.step_completed(result)  # CR-12
             except WorkflowError as exc:
                 # the workflow looked at the result and rejected it: that is an outcome, not a
                 # failure to deliver, so the step ends here (as in Go, minus the lost result)
                 logger.error("workflow step completed with an error", extra={**log, "error": str(exc)})
+                outcome, error = "errored", f"workflow: {exc}"
             except Exception:
                 # unexpected failure: keep the result so the queue's retry delivers it again (GAP-6)
                 self.store.reopen(state.enrollment_id, state.step_id, command_uuid)
                 raise
-        self._finish(workflow, state, scope.enqueued)
+        self._finish(workflow, state, scope.enqueued, outcome, error)
         self.telemetry.count("StepsCompleted")
         logger.info("step completed", extra=log)
 

@@ -100,6 +100,9 @@ class SendMixin(EngineCore):
         # GAP-20: a delayed step's default timeout counts from its NotUntil time
         timeout_at = self._timeout_for(workflow, step, step.not_until if delayed and step.not_until else now)
         step_id = uuid.uuid4().hex
+        scope = _scope.get()
+        outcome_tracked = scope is not None and scope.outcome_tracked
+        prior_error = scope.prior_error if scope is not None else ""
         max_ids = max(1, self.mdm.max_ids_per_request)
         chunks = [ids[i : i + max_ids] for i in range(0, len(ids), max_ids)]
         targets = [
@@ -117,6 +120,9 @@ class SendMixin(EngineCore):
                 created_at=int(now.timestamp()),
                 timeout_at=int(timeout_at.timestamp()) if timeout_at else None,
                 pushed_at=None if delayed else int(now.timestamp()),
+                not_until=int(step.not_until.timestamp()) if delayed and step.not_until else None,
+                outcome_tracked=outcome_tracked,
+                prior_error=prior_error,
             )
             for k, chunk in enumerate(chunks)
             for enrollment_id in chunk
@@ -140,7 +146,6 @@ class SendMixin(EngineCore):
 
         if failed:  # keep the step; the sweep sends it again (design.md §3.4)
             self._retry_later(step_id, workflow_name, step, ids, max_ids, failed, now)
-        scope = _scope.get()
         if scope is not None:
             scope.enqueued.update((workflow_name, step.instance_id, i) for i in ids)
             scope.send_failures.update(failed)
@@ -265,7 +270,7 @@ class SendMixin(EngineCore):
         """Turn the refused part of a send into a delayed step due after a backoff: the same
         claim-and-send path (one-time schedule or sweep) retries it, and it is logged each time."""
         retry_at = now + timedelta(seconds=SEND_RETRY_DELAYS[0])
-        self.store.mark_unsent(step_id, list(failed))
+        self.store.mark_unsent(step_id, failed, retry_at)
         self.store.put_delayed(
             _delayed_state(step_id, workflow_name, step, ids, list(failed), chunk_size, retry_at, attempts=1),
             int(retry_at.timestamp()) + 7 * 86_400,
@@ -334,8 +339,10 @@ class SendMixin(EngineCore):
                 extra={**log, "enrollment_ids": list(failed), "attempts": attempts},
             )
             self.store.finish_delayed(step_id)
+            self.store.mark_unsent(step_id, failed, None)
         else:
             retry_at = now + timedelta(seconds=SEND_RETRY_DELAYS[attempts - 1])
+            self.store.mark_unsent(step_id, failed, retry_at)
             logger.error(
                 "MDM server did not accept the step; the engine retries the send",
                 extra={

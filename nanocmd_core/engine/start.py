@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from nanocmd_core.engine.core import LOCK_TTL, EngineCore
 from nanocmd_core.engine.errors import AlreadyStartedError, InvalidIDsError, NoSuchWorkflowError, StartError
 from nanocmd_core.engine.types import StartResult
+from nanocmd_core.storage.instance_store import StartRecord
 from nanocmd_core.workflow.context import ContextDecodeError, decode_context
 from nanocmd_core.workflow.errors import WorkflowError
 from nanocmd_core.workflow.events import Event
@@ -28,7 +29,10 @@ class StartMixin(EngineCore):
         context: bytes = b"",
         event: Event | None = None,
         mdm_context: MDMContext | None = None,
+        started_by: str = "api",
     ) -> StartResult:
+        """Start an instance for ``ids``; ``started_by`` (``api`` or an event subscription's
+        name) goes into the instance's history with the ids' outcomes."""
         workflow = self.registry.get(name)
         if workflow is None:
             raise NoSuchWorkflowError(name)  # ST-1
@@ -56,6 +60,19 @@ class StartMixin(EngineCore):
                 raise AlreadyStartedError(len(busy), len(requested))
 
         result = StartResult(instance_id=instance_id, started_ids=[], skipped_ids=busy)
+        record = StartRecord(
+            instance_id=instance_id,
+            workflow=name,
+            started_by=started_by,
+            context=context,
+            requested=len(requested),
+            started=len(ids),
+            skipped=len(busy),
+        )
+        tracked = self.instances is not None
+        if self.instances is not None:
+            self.instances.open_instance(record, ids, busy, now)
+        completed_at_once: list[str] = []
         groups = [ids] if self.mdm.supports_multi_target else [[i] for i in ids]  # ST-8
         workflow_errors_only = True
         try:
@@ -68,7 +85,7 @@ class StartMixin(EngineCore):
                     event=event,
                 )
                 started = list(group)
-                with self._tracking_enqueues() as scope:
+                with self._tracking_enqueues(outcome_tracked=tracked) as scope:
                     try:
                         workflow.start(step)
                     except Exception as exc:
@@ -86,9 +103,11 @@ class StartMixin(EngineCore):
                         started = [i for i in group if (name, instance_id, i) in scope.enqueued]
                         result.failed_ids += [i for i in group if i not in started]
                         result.errors.append(f"starting workflow: {exc}")
+                nothing_enqueued = [i for i in started if (name, instance_id, i) not in scope.enqueued]
+                completed_at_once += nothing_enqueued
                 if config.exclusive:
                     for i in group:
-                        if i not in started or (name, instance_id, i) not in scope.enqueued:
+                        if i not in started or i in nothing_enqueued:
                             self.store.release_lock(name, i, instance_id)
                 result.started_ids += started
                 retrying = [i for i in started if i in scope.send_failures]
@@ -98,6 +117,12 @@ class StartMixin(EngineCore):
         finally:
             if result.started_ids:  # ST-9.4, ST-11; one batched write for every group
                 self.store.record_started(name, result.started_ids, now)
+            if self.instances is not None and (result.failed_ids or completed_at_once):
+                record.started = len(result.started_ids)
+                record.failed_ids = result.failed_ids
+                record.failed_error = "; ".join(dict.fromkeys(result.errors))
+                record.completed_ids = completed_at_once
+                self.instances.settle_start(record, now)
         if not result.started_ids and result.failed_ids:
             raise StartError(
                 "; ".join(dict.fromkeys(result.errors)),

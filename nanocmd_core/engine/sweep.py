@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from nanocmd_core.engine.errors import EngineError
+from nanocmd_core.engine.reports import step_outcome
 from nanocmd_core.engine.send import SendMixin
 from nanocmd_core.engine.types import SweepReport
 from nanocmd_core.storage.engine_store import (
@@ -99,15 +100,23 @@ class SweepMixin(SendMixin):
         workflow = self.registry.get(state.workflow)
         if workflow is None:  # WK-7: nobody to tell; drop it rather than retry forever
             logger.error("timed-out step of an unregistered workflow dropped", extra=log)
+            if state.outcome_tracked and self.instances is not None:
+                self.instances.end_outcome(
+                    state.instance_id,
+                    state.enrollment_id,
+                    "timed_out",
+                    self.clock(),
+                    "workflow not registered",
+                )
             self.store.delete_target(state)
             return 1
         try:
             result = self._step_result(workflow, state, {}, None)
         except Exception as exc:
             logger.error("cannot build timed-out step result; step dropped", extra={**log, "error": str(exc)})
-            self._finish(workflow, state, set())
+            self._finish(workflow, state, set(), "errored", f"step result: {exc}")
             return 1
-        with self._tracking_enqueues() as scope:
+        with self._tracking_enqueues(state.outcome_tracked, state.prior_error) as scope:
             try:
                 workflow.step_timeout(result)
             except WorkflowError as exc:  # WK-8 (TimeoutNotUsed included)
@@ -117,7 +126,7 @@ class SweepMixin(SendMixin):
             except Exception:
                 logger.exception("workflow step timeout handler failed; a later sweep retries", extra=log)
                 return 0
-        self._finish(workflow, state, scope.enqueued)
+        self._finish(workflow, state, scope.enqueued, "timed_out")
         self.telemetry.count("StepsTimedOut")
         logger.info("step timed out", extra=log)
         return 1
@@ -127,10 +136,12 @@ class SweepMixin(SendMixin):
         if workflow is None:
             raise EngineError(f"workflow not registered: {state.workflow}")
         result = self._step_result(workflow, state, {}, None)
-        with self._tracking_enqueues() as scope:
+        outcome, error = step_outcome(result.command_results)
+        with self._tracking_enqueues(state.outcome_tracked, error or state.prior_error) as scope:
             try:
                 workflow.step_completed(result)
             except WorkflowError as exc:
+                outcome, error = "errored", f"workflow: {exc}"
                 logger.error(
                     "workflow step completed with an error",
                     extra={
@@ -139,4 +150,4 @@ class SweepMixin(SendMixin):
                         "error": str(exc),
                     },
                 )
-        self._finish(workflow, state, scope.enqueued)
+        self._finish(workflow, state, scope.enqueued, outcome, error)

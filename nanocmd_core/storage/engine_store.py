@@ -26,12 +26,8 @@ Query of a sparse index that holds only what is due.
 
 from __future__ import annotations
 
-import random
-import threading
-import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -39,10 +35,17 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 
+from nanocmd_core.storage.dynamo import (
+    BatchWriteError,
+    _conditional,
+    _epoch,
+    _lease_free,
+    batch_write,
+    fan_out,
+)
 from nanocmd_core.storage.models import (
     COMMAND,
     DELAYED,
@@ -50,26 +53,23 @@ from nanocmd_core.storage.models import (
     LOCK,
     START,
     STEP,
+    USER_CHANNEL,
     CommandRecord,
     DelayedCommand,
     DelayedStep,
-    PartitionEntry,
     StepCommand,
     StepTarget,
+    UserChannel,
     WorkflowLock,
     WorkflowStart,
     enrollment_pk,
 )
+from nanocmd_core.storage.partition_store import PartitionStoreMixin
 
 logger = Logger(service="nanocmd", child=True)
 
-# Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
-_FANOUT_THREADS = 16
-BATCH_WRITE_LIMIT = 25  # items in one BatchWriteItem (DynamoDB's limit)
-BATCH_WRITE_ATTEMPTS = 8
-BATCH_BACKOFF = 0.05
-"""Seconds before the first resend of unprocessed items; doubled each time, capped, jittered."""
-BATCH_BACKOFF_CAP = 2.0
+__all__ = ["BatchWriteError", "batch_write", "fan_out"]  # re-exported from dynamo.py
+
 TIMEOUT_INDEX_SHARDS = 8
 TIMEOUT_PREFIX = "TIMEOUT#"
 PUSH_INDEX_SHARDS = 8
@@ -111,6 +111,10 @@ class NewTarget:
     created_at: int
     timeout_at: int | None = None
     pushed_at: int | None = None
+    not_until: int | None = None
+    outcome_tracked: bool = False
+    """The step's instance records its ids' outcomes (the engine ends them with the step)."""
+    prior_error: str = ""
 
     def state(self) -> TargetState:
         return TargetState(
@@ -121,6 +125,8 @@ class NewTarget:
             step_name=self.step_name,
             context=self.context,
             commands=self.commands,
+            outcome_tracked=self.outcome_tracked,
+            prior_error=self.prior_error,
         )
 
 
@@ -167,6 +173,8 @@ class TargetState:
     results: dict[str, bytes] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     aliases: set[str] = field(default_factory=set)
+    outcome_tracked: bool = False
+    prior_error: str = ""
 
     @property
     def complete(self) -> bool:
@@ -183,28 +191,13 @@ def _trackable(enrollment_id: str, command_uuid: str) -> bool:
     )
 
 
-def _is_conditional_failure(exc: BaseException) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause in {"ConditionalCheckFailedException", "TransactionCanceledException"}
-
-
-class _conditional:
-    """Run a conditional write; a failed condition is an answer (``write.failed``), not an error."""
-
-    failed = False
-
-    def __enter__(self) -> _conditional:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, PutError | UpdateError | DeleteError) and _is_conditional_failure(exc):
-            self.failed = True
-            return True
-        return False
+NOT_NOW_KEY = "nn:"
+"""``results`` keys beside the raw reports: NotNow count and report time per command UUID."""
+REPORTED_KEY = "at:"
 
 
 def _target_state(item: StepTarget) -> TargetState:
-    results = item.results.as_dict() if item.results is not None else {}  # type: ignore[no-untyped-call]
+    results = raw_results(item)
     return TargetState(
         enrollment_id=item.pk.removeprefix("ENR#"),
         step_id=item.sk.removeprefix(STEP),
@@ -216,7 +209,21 @@ def _target_state(item: StepTarget) -> TargetState:
         results={k: bytes(v) for k, v in results.items()},
         done=set(item.done or ()),
         aliases=set(item.aliases or ()),
+        outcome_tracked=bool(item.outcome_tracked),
+        prior_error=item.prior_error or "",
     )
+
+
+def raw_results(item: StepTarget) -> dict[str, bytes]:
+    """Command UUID → its last raw report (the map also holds numbers: NotNow counts, times)."""
+    results = item.results.as_dict() if item.results is not None else {}  # type: ignore[no-untyped-call]
+    return {k: bytes(v) for k, v in results.items() if isinstance(v, bytes | bytearray)}
+
+
+def user_channel_of(enrollment_id: str) -> tuple[str, str] | None:
+    """``<udid>:<user id>`` (NanoMDM's user channel ids) → (udid, user id)."""
+    device, sep, user = enrollment_id.partition(":")
+    return (device, user) if sep and device and user else None
 
 
 def _done_count() -> Any:
@@ -224,16 +231,7 @@ def _done_count() -> Any:
     return size(StepTarget.done)  # type: ignore[no-untyped-call]
 
 
-def _lease_free(lease: Any, now: datetime) -> Any:
-    """Condition: nobody holds ``lease`` (unset, or its end has passed)."""
-    return lease.does_not_exist() | (lease < _epoch(now))
-
-
-def _epoch(when: datetime) -> int:
-    return int(when.timestamp())
-
-
-class DynamoEngineStore:
+class DynamoEngineStore(PartitionStoreMixin):
     """The engine's tracking data in one DynamoDB table (models.py)."""
 
     # --- steps -----------------------------------------------------------------------------
@@ -245,6 +243,7 @@ class DynamoEngineStore:
         self._forget_prefetched(t.enrollment_id for t in targets)
         items: list[Model] = []
         records: list[CommandRecord] = []
+        markers: dict[tuple[str, str], UserChannel] = {}
         for t in targets:
             pk = enrollment_pk(t.enrollment_id)
             target = StepTarget(
@@ -263,6 +262,10 @@ class DynamoEngineStore:
                 created_at=t.created_at,
                 timeout_at=t.timeout_at,
                 last_push=t.pushed_at,
+                sent_at=t.pushed_at,
+                not_until=t.not_until,
+                outcome_tracked=1 if t.outcome_tracked else None,
+                prior_error=t.prior_error[:2000] or None,
             )
             if t.pushed_at is not None:  # sent: on the re-push clock (gsi2)
                 target.gsi2pk = f"{PUSH_PREFIX}{zlib.crc32(pk.encode()) % PUSH_INDEX_SHARDS}"
@@ -271,6 +274,9 @@ class DynamoEngineStore:
                 target.gsi1pk = f"{TIMEOUT_PREFIX}{zlib.crc32(pk.encode()) % TIMEOUT_INDEX_SHARDS}"
                 target.gsi1sk = t.timeout_at
             items.append(target)
+            channel = user_channel_of(t.enrollment_id)
+            if channel is not None:  # the device's Authenticate/CheckOut ends this channel too
+                markers[channel] = UserChannel(enrollment_pk(channel[0]), USER_CHANNEL + channel[1])
             records += [
                 CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type)
                 for c in t.commands
@@ -285,6 +291,7 @@ class DynamoEngineStore:
             dupes = sorted(pk.removeprefix(ENROLLMENT) + "/" + sk.removeprefix(COMMAND) for pk, sk in tracked)
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
         items += records
+        items += markers.values()
         try:
             batch_write(puts=items)
         except Exception:
@@ -375,12 +382,21 @@ class DynamoEngineStore:
     def record_report(
         self, enrollment_id: str, step_id: str, command_uuid: str, raw: bytes, final: bool, now: datetime
     ) -> TargetState | None:
-        """Store a report on its step target. Returns the target only to the one caller whose
-        final report made the step complete for this id (GAP-2): the done-set ADD is guarded by
-        ``NOT contains(done, uuid)``, so duplicates and concurrent finals cannot both win."""
+        """Store a report on its step target; returns the target as the update left it, or None
+        when the report no longer counts. ``final`` and ``.complete`` together are true only for
+        the one caller whose final report completed the step for this id (GAP-2): the done-set
+        ADD is guarded by ``NOT contains(done, uuid)``, so duplicates and concurrent finals
+        cannot both win."""
         target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
         # any report resets the id's re-push clock (design.md §6; GAP-12)
-        actions: list[Any] = [StepTarget.results[command_uuid].set(raw), StepTarget.gsi2sk.set(_epoch(now))]
+        actions: list[Any] = [
+            StepTarget.results[command_uuid].set(raw),
+            StepTarget.results[REPORTED_KEY + command_uuid].set(_epoch(now)),
+            StepTarget.gsi2sk.set(_epoch(now)),
+        ]
+        if not final:
+            not_now = StepTarget.results[NOT_NOW_KEY + command_uuid]
+            actions.append(not_now.set((not_now | 0) + 1))
         if final:
             # the lease keeps a sweep from redelivering while the winner delivers
             actions += [
@@ -396,8 +412,7 @@ class DynamoEngineStore:
             target.update(actions=actions, condition=condition)
         if write.failed:
             return None  # finished, cancelled or timed out meanwhile, or a repeat of a final
-        state = _target_state(target)
-        return state if final and state.complete else None
+        return _target_state(target)
 
     def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None:
         """Undo a completion whose delivery failed, so a retry of the same report completes again."""
@@ -539,6 +554,9 @@ class DynamoEngineStore:
                 target.update(
                     actions=[
                         StepTarget.last_push.set(_epoch(now)),
+                        StepTarget.sent_at.set(_epoch(now)),
+                        StepTarget.send_error.remove(),
+                        StepTarget.retry_at.remove(),
                         StepTarget.gsi2pk.set(f"{PUSH_PREFIX}{zlib.crc32(pk.encode()) % PUSH_INDEX_SHARDS}"),
                         StepTarget.gsi2sk.set(_epoch(now)),
                     ],
@@ -547,22 +565,26 @@ class DynamoEngineStore:
 
         fan_out(mark, list(ids))
 
-    def mark_unsent(self, step_id: str, ids: Sequence[str]) -> None:
-        """Take targets whose send failed off the re-push clock until they are sent."""
+    def mark_unsent(self, step_id: str, failures: Mapping[str, str], retry_at: datetime | None) -> None:
+        """Take targets whose send failed off the re-push clock until they are sent, and keep
+        why (the MDM server's answer) and when the engine tries again, for the status route."""
 
-        def unmark(enrollment_id: str) -> None:
+        def unmark(entry: tuple[str, str]) -> None:
+            enrollment_id, error = entry
             target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
+            retry = StepTarget.retry_at.set(_epoch(retry_at)) if retry_at else StepTarget.retry_at.remove()
+            actions: list[Any] = [
+                StepTarget.last_push.remove(),
+                StepTarget.sent_at.remove(),
+                StepTarget.gsi2pk.remove(),
+                StepTarget.gsi2sk.remove(),
+                StepTarget.send_error.set(error[:2000] or "refused"),
+                retry,
+            ]
             with _conditional():
-                target.update(
-                    actions=[
-                        StepTarget.last_push.remove(),
-                        StepTarget.gsi2pk.remove(),
-                        StepTarget.gsi2sk.remove(),
-                    ],
-                    condition=StepTarget.pk.exists(),
-                )
+                target.update(actions=actions, condition=StepTarget.pk.exists())
 
-        fan_out(unmark, list(ids))
+        fan_out(unmark, list(failures.items()))
 
     def finish_delayed(self, step_id: str) -> None:
         DelayedStep(DELAYED + step_id, _DELAYED_SK).delete()
@@ -656,43 +678,6 @@ class DynamoEngineStore:
             return None
         return datetime.fromtimestamp(int(rec.started_at), tz=UTC)
 
-    # --- cancel --------------------------------------------------------------------------------
-
-    def cancel_all(self, enrollment_id: str) -> int:
-        """CI-1 with GAP-4 fixed: drop every step, command record, lock and start record of
-        this id, in every workflow; other ids are untouched. One Query of the id's partition and
-        batched deletes. Returns the items deleted."""
-        return self.cancel_steps(enrollment_id, "", clear_started=True)
-
-    def cancel_steps(self, enrollment_id: str, workflow: str = "", *, clear_started: bool = False) -> int:
-        """SC-5: remove this id from every step of ``workflow`` (every workflow when empty),
-        delayed steps included, and release that workflow's lock; SC-8 with ``clear_started``.
-        Steps of other workflows and other ids' records stay (GAP-4, CT-21, CT-22)."""
-        self._forget_prefetched([enrollment_id])
-        pk = enrollment_pk(enrollment_id)
-        items = list(
-            PartitionEntry.query(
-                pk, attributes_to_get=["pk", "sk", "step_id", "workflow"], consistent_read=True
-            )
-        )
-        steps = {
-            i.sk.removeprefix(STEP)
-            for i in items
-            if i.sk.startswith(STEP) and (not workflow or i.workflow == workflow)
-        }
-        doomed: list[Model] = []
-        for item in items:
-            sk = item.sk
-            if (
-                (sk.startswith(STEP) and sk.removeprefix(STEP) in steps)
-                or (sk.startswith(COMMAND) and item.step_id in steps)
-                or (sk.startswith(LOCK) and (not workflow or sk == LOCK + workflow))
-                or (clear_started and sk.startswith(START))
-            ):
-                doomed.append(CommandRecord(pk, sk))
-        self._delete_items(doomed)
-        return len(doomed)
-
     # --- helpers -------------------------------------------------------------------------------
 
     @staticmethod
@@ -702,65 +687,3 @@ class DynamoEngineStore:
             items[0].delete()
         elif items:
             batch_write(deletes=items)
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def fan_out(fn: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
-    """``fn`` over ``args`` on the process's small thread pool (in order); one or two run inline.
-    Why: the store's per-id conditional writes (locks, claims) each wait a round trip, so a
-    start for 100 ids would wait 100 in series. ``fn`` must not fan out itself (no nesting)."""
-    global _POOL
-    if len(args) <= 2:
-        return [fn(a) for a in args]
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=_FANOUT_THREADS, thread_name_prefix="nanocmd-ddb")
-    return list(_POOL.map(fn, args))
-
-
-class BatchWriteError(PutError):
-    """Items DynamoDB left unprocessed through every retry of a BatchWriteItem."""
-
-
-def batch_write(puts: Sequence[Model] = (), deletes: Sequence[Model] = ()) -> None:
-    """Put and delete items of the table with BatchWriteItem: 25 a call, the calls run together
-    on the fan-out pool, and UnprocessedItems (throttling) are sent again with backoff."""
-    requests: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for item in deletes:
-        requests[_key(item)] = {"DeleteRequest": {"Key": _key_map(item)}}
-    for item in puts:  # a put and a delete of one key in one call is refused; the put wins
-        requests[_key(item)] = {"PutRequest": {"Item": item.serialize()}}
-    pending = list(requests.values())
-    if pending:
-        fan_out(
-            _write_chunk,
-            [pending[i : i + BATCH_WRITE_LIMIT] for i in range(0, len(pending), BATCH_WRITE_LIMIT)],
-        )
-
-
-def _write_chunk(chunk: list[dict[str, Any]]) -> None:
-    connection = StepTarget._get_connection()  # every model: one table, one client
-    for attempt in range(BATCH_WRITE_ATTEMPTS):
-        if attempt:
-            time.sleep(min(BATCH_BACKOFF_CAP, BATCH_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-        data = connection.batch_write_item(
-            put_items=[r["PutRequest"]["Item"] for r in chunk if "PutRequest" in r],
-            delete_items=[r["DeleteRequest"]["Key"] for r in chunk if "DeleteRequest" in r],
-        )
-        chunk = list((data or {}).get("UnprocessedItems", {}).get(connection.table_name, []))
-        if not chunk:
-            return
-        logger.info("BatchWriteItem left items unprocessed; retrying", extra={"items": len(chunk)})
-    raise BatchWriteError(f"{len(chunk)} items unprocessed after {BATCH_WRITE_ATTEMPTS} BatchWriteItem calls")
-
-
-def _key(item: Model) -> tuple[Any, Any]:
-    return (item.pk, item.sk)  # type: ignore[attr-defined]
-
-
-def _key_map(item: Model) -> dict[str, Any]:
-    return {"pk": {"S": item.pk}, "sk": {"S": item.sk}}  # type: ignore[attr-defined]

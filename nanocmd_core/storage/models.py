@@ -10,6 +10,10 @@ contend with another device's:
 | ENR#<id>      | STEP#<step id>      | StepTarget: one step for one id (commands, reports, done) |
 | ENR#<id>      | LOCK#<workflow>     | WorkflowLock: exclusive workflow running for the id       |
 | ENR#<id>      | START#<workflow>    | WorkflowStart: last start time (IdleNotStartedSince)      |
+| ENR#<udid>    | USER#<user id>      | UserChannel: the device has steps on ``<udid>:<user id>``  |
+| INST#<inst>   | INST                | InstanceItem: who started what, when; the start's counts  |
+| IOUT#<inst>#n | <id>                | OutcomeItem: where one id of the instance stands          |
+| ICNT#<inst>#n | C                   | OutcomeCounter: ids of the instance that ended, by outcome |
 | INV#<id>      | INV                 | InventoryItem: inventory values, an attribute `v:<key>` each |
 
 Sparse KEYS_ONLY indexes: ``gsi1`` (gsi1pk, gsi1sk) holds step targets by due time for the
@@ -45,6 +49,10 @@ START = "START#"
 INVENTORY = "INV#"
 DELAYED = "DELAY#"
 SUBSCRIPTION = "SUB#"
+USER_CHANNEL = "USER#"
+INSTANCE = "INST#"
+OUTCOMES = "IOUT#"
+COUNTERS = "ICNT#"
 
 
 def enrollment_pk(enrollment_id: str) -> str:
@@ -141,6 +149,16 @@ class StepTarget(TableItem):
     """Set (to a lease end) when the sweeper claims the step for a timeout: reports no longer count."""
     claimed_until = NumberAttribute(null=True)
     """Lease of whoever is delivering the completed step; a sweep redelivers only after it ends."""
+    sent_at = NumberAttribute(null=True)
+    """When the MDM server took the commands for this id; unset while delayed or refused."""
+    not_until = NumberAttribute(null=True)
+    send_error = UnicodeAttribute(null=True)
+    """The MDM server's refusal of the last send, while the engine retries it."""
+    retry_at = NumberAttribute(null=True)
+    outcome_tracked = NumberAttribute(null=True)
+    """1 when the step belongs to an instance whose outcomes are recorded (it has an OutcomeItem)."""
+    prior_error = UnicodeAttribute(null=True)
+    """An earlier step of the instance ended with an error for this id: its end is ``errored``."""
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = NumberAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)
@@ -226,6 +244,78 @@ class InventoryItem(TableItem):
         return item
 
 
+class UserChannel(TableItem):
+    """Marks that ``<udid>:<user id>`` had steps, so the device's Authenticate or CheckOut finds
+    its user channels with the Query of its own partition (no scan)."""
+
+    Meta = TableMeta
+
+
+class HistoryIndex(GlobalSecondaryIndex["InstanceItem"]):  # type: ignore[no-untyped-call]
+    """``gsi1`` seen from instances: ``HIST#<workflow>#<shard>`` by start time (ms)."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = KeysOnlyProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = NumberAttribute(range_key=True)
+
+
+class AllHistoryIndex(GlobalSecondaryIndex["InstanceItem"]):  # type: ignore[no-untyped-call]
+    """``gsi2`` seen from instances: ``HISTALL#<shard>`` by start time (ms), every workflow."""
+
+    class Meta:
+        index_name = "gsi2"
+        projection = KeysOnlyProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = NumberAttribute(range_key=True)
+
+
+class InstanceItem(TableItem):
+    """A started instance (``INST#<instance id>`` / ``INST``): kept ``NANOCMD_HISTORY_DAYS``."""
+
+    Meta = TableMeta
+    workflow = UnicodeAttribute()
+    started_at = NumberAttribute()
+    """Epoch milliseconds (the history's order)."""
+    started_by = UnicodeAttribute()
+    context = UnicodeAttribute(null=True)
+    requested = NumberAttribute(default=0)
+    c_started = NumberAttribute(default=0)
+    c_skipped = NumberAttribute(default=0)
+    c_failed = NumberAttribute(default=0)
+    c_completed = NumberAttribute(default=0)
+    """Ids whose start enqueued nothing: the instance ended for them at once."""
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = NumberAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = NumberAttribute(null=True)
+    gsi1 = HistoryIndex()
+    gsi2 = AllHistoryIndex()
+
+
+class OutcomeItem(TableItem):
+    """One id of an instance (``IOUT#<instance>#<shard>`` / the enrollment id)."""
+
+    Meta = TableMeta
+    outcome = UnicodeAttribute()
+    updated_at = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+
+
+class OutcomeCounter(TableItem):
+    """One shard of an instance's end counts (``ICNT#<instance>#<shard>`` / ``C``): the ids'
+    ends spread over shards so a 100,000-id instance never makes one partition hot."""
+
+    Meta = TableMeta
+    completed = NumberAttribute(null=True)
+    timed_out = NumberAttribute(null=True)
+    cancelled = NumberAttribute(null=True)
+    errored = NumberAttribute(null=True)
+
+
 ALL_MODELS: tuple[type[TableItem], ...] = (
     CommandRecord,
     StepTarget,
@@ -233,6 +323,10 @@ ALL_MODELS: tuple[type[TableItem], ...] = (
     WorkflowLock,
     WorkflowStart,
     InventoryItem,
+    UserChannel,
+    InstanceItem,
+    OutcomeItem,
+    OutcomeCounter,
 )
 
 

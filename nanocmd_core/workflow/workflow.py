@@ -77,6 +77,13 @@ class Workflow(ABC):
         """The step timed out for ``result.id`` before it completed."""
         raise TimeoutNotUsedError()
 
+    def step_cancelled(self, result: StepResult) -> None:
+        """The step was cancelled for ``result.id`` before it completed: by the cancel routes,
+        or by the device's Authenticate or CheckOut. ``result`` carries the step's context and
+        the reports that did arrive. Clean up what the workflow keeps elsewhere; enqueue
+        nothing (the instance has ended for the id). The default does nothing (GAP-32)."""
+        return None
+
     def event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
         """An event this workflow subscribed to in its config."""
         raise EventsNotSupportedError()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from nanocmd_core.engine.engine import AlreadyStartedError, StartResult
-from nanocmd_core.storage import engine_store
+from nanocmd_core.storage import dynamo
 from nanocmd_core.storage.engine_store import BatchWriteError, DynamoEngineStore
 from nanocmd_core.storage.models import StepTarget
 from tests.support.engine import Harness, StepsWorkflow, engine_harness
@@ -64,14 +64,16 @@ def _counting_calls() -> Iterator[Counter[str]]:
 
 def test_a_250_id_start_batches_every_unconditional_write(harness: Harness) -> None:
     """Per id: one conditional lock put; the step target, its command record and the start
-    record go 25 to a BatchWriteItem (plus the SC-3 lookup of the records, 100 to a BatchGetItem)."""
+    record go 25 to a BatchWriteItem (plus the SC-3 lookup of the records, 100 to a BatchGetItem);
+    before the workflow runs, the instance and its ids' ``in_flight`` outcomes, batched too."""
     ids = [f"FLEET-{n:03d}" for n in range(250)]
     with _counting_calls() as calls:
         result = harness.engine.start_workflow(StepsWorkflow.name, ids)
     assert sorted(result.started_ids) == ids
     items = len(ids) * (1 + 1 + 1)  # target, command record, start record
+    opened = 1 + len(ids)  # the instance item, an outcome per id
     assert calls["PutItem"] == len(ids)  # the locks, and nothing else
-    assert calls["BatchWriteItem"] <= math.ceil(items / 25)
+    assert calls["BatchWriteItem"] <= math.ceil(items / 25) + math.ceil(opened / 25)
     assert calls["BatchGetItem"] == math.ceil(len(ids) / 100)
     assert set(calls) == {"PutItem", "BatchWriteItem", "BatchGetItem"}
     # everything is there: locks held, commands tracked, start records written
@@ -150,7 +152,7 @@ def _losing_first_item(times: int) -> tuple[Callable[..., None], Callable[..., N
 def test_unprocessed_items_of_a_batch_write_are_sent_again(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.001)
+    monkeypatch.setattr(dynamo, "BATCH_BACKOFF", 0.001)
     store = DynamoEngineStore()
     ids = [f"UNPROC-{n:02d}" for n in range(30)]  # two BatchWriteItems of 25 and 5
     before, after, held = _losing_first_item(times=1)
@@ -170,7 +172,7 @@ def test_a_start_survives_an_unprocessed_step_target(
 ) -> None:
     """Through the engine: a step target DynamoDB did not process at first is still stored before
     the MDM server is asked to enqueue, so the device's report is tracked."""
-    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.001)
+    monkeypatch.setattr(dynamo, "BATCH_BACKOFF", 0.001)
     before, after, held = _losing_first_item(times=1)
     with (
         _hook("before-parameter-build.dynamodb.BatchWriteItem", before),
@@ -186,7 +188,7 @@ def test_a_start_survives_an_unprocessed_step_target(
 def test_items_left_unprocessed_on_every_attempt_fail_loudly(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_store, "BATCH_BACKOFF", 0.0)
+    monkeypatch.setattr(dynamo, "BATCH_BACKOFF", 0.0)
     before, after, _ = _losing_first_item(times=1_000)
     with (
         _counting_calls() as calls,
@@ -195,4 +197,4 @@ def test_items_left_unprocessed_on_every_attempt_fail_loudly(
         pytest.raises(BatchWriteError, match="unprocessed"),
     ):
         DynamoEngineStore().record_started("test.wf.fleet", ["NEVER-1"], datetime.now(UTC))
-    assert calls["BatchWriteItem"] == engine_store.BATCH_WRITE_ATTEMPTS
+    assert calls["BatchWriteItem"] == dynamo.BATCH_WRITE_ATTEMPTS

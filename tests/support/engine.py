@@ -13,6 +13,7 @@ from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdm.commands import Command, DeviceInformation, SecurityInfo, new_command_uuid
 from nanocmd_core.mdmserver.client import HTTPMDMServerClient
 from nanocmd_core.storage.engine_store import DynamoEngineStore
+from nanocmd_core.storage.instance_store import DynamoInstanceStore
 from nanocmd_core.storage.models import bind_table
 from nanocmd_core.workflow import (
     Config,
@@ -34,6 +35,7 @@ class Recorder:
     started: list[StepStart] = field(default_factory=list)
     completed: list[StepResult] = field(default_factory=list)
     timed_out: list[StepResult] = field(default_factory=list)
+    cancelled: list[StepResult] = field(default_factory=list)
     events: list[tuple[Event, str, MDMContext | None]] = field(default_factory=list)
     fail_next: list[BaseException] = field(default_factory=list)
 
@@ -82,6 +84,9 @@ class StepsWorkflow(Workflow):
         self.rec.timed_out.append(result)
         if self.retry_on_timeout and result.name == "":
             self.enqueue(result.new_step_enqueueing(SecurityInfo(), name="retry"))
+
+    def step_cancelled(self, result: StepResult) -> None:
+        self.rec.cancelled.append(result)
 
 
 class MultiWorkflow(StepsWorkflow):
@@ -144,6 +149,7 @@ def engine_harness(
             step_timeout=Settings().step_timeout if step_timeout is None else step_timeout,
             scheduler=scheduler,
             subscriptions=subscriptions,
+            instances=DynamoInstanceStore(),
         )
         commands: list[Command] = [DeviceInformation(queries=["Model"])]
 

@@ -1,42 +1,26 @@
 """``/v1/cmdplan/<name>`` (api.md §8.2-8.3) with the deliberate changes of design.md §6: an
 unknown plan is 404 and an undecodable or wrongly typed body is 400, both as ``{"error": ...}``.
-
-Responses are built here rather than with the helpers of ``nanocmd_core.api.app`` so that module
-can import these routes at its top without an import cycle.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import ValidationError
 
+from nanocmd_core.api.kit import RouteKit, error_response, json_response
 from nanocmd_core.subsystems.cmdplan.storage import (
     CommandPlan,
     CommandPlanInvalidError,
     CommandPlanNotFoundError,
 )
 
-if TYPE_CHECKING:
-    from nanocmd_core.api.app import RouteKit
-
 logger = Logger(service="nanocmd", child=True)
 
 ROUTE = "/v1/cmdplan/<name>"
-
-
-def _json(status: int, body: Any) -> Response[str]:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body) + "\n"
-    )
-
-
-def _error(status: int, message: str) -> Response[str]:
-    return _json(status, {"error": message})
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -64,8 +48,8 @@ def cmdplan_routes(kit: RouteKit) -> None:
         try:
             plan = kit.services().cmdplans.retrieve(name)
         except CommandPlanNotFoundError as exc:
-            return _error(404, str(exc))
-        return _json(200, plan.to_json())
+            return error_response(404, str(exc))
+        return json_response(200, plan.to_json())
 
     @kit.route(ROUTE, ["PUT"], body="application/json")
     def put_cmdplan(name: str) -> Response[str]:
@@ -74,6 +58,6 @@ def cmdplan_routes(kit: RouteKit) -> None:
             plan = parse_plan(kit.json_body())
             kit.services().cmdplans.store(name, plan)
         except (ValueError, CommandPlanInvalidError) as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         logger.info("command plan stored", extra={"cmdplan": name, **plan.to_json()})
         return Response(status_code=204, body="")

@@ -4,14 +4,10 @@ override is never served here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_lambda_powertools.event_handler import Response
 
+from nanocmd_core.api.kit import RouteKit
 from nanocmd_core.workflows.fvenable import PROFILE_TEMPLATE
-
-if TYPE_CHECKING:  # api.app lists this module's routes: no import cycle at run time
-    from nanocmd_core.api.app import RouteKit
 
 MOBILECONFIG = "application/x-apple-aspen-config"
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 
-from nanocmd_core.api.app import RouteKit, error_response, json_response
+from nanocmd_core.api.kit import RouteKit, error_response, json_response
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 
 logger = Logger(service="nanocmd", child=True)
