@@ -425,6 +425,7 @@ EXPECTED_ENV = {
     "NANOCMD_MICROMDM": {"Ref": "MicroMDM"},
     "NANOCMD_STEP_TIMEOUT": {"Ref": "StepTimeout"},
     "NANOCMD_REPUSH_INTERVAL": {"Ref": "RepushInterval"},
+    "NANOCMD_HISTORY_DAYS": {"Ref": "HistoryDays"},
     "NANOCMD_DEBUG": {"Ref": "Debug"},
     "NANOCMD_DUMP_WEBHOOK": {"Ref": "DumpWebhook"},
     "NANOCMD_API_SECRET": {"Ref": "ApiKeySecret"},
@@ -454,6 +455,7 @@ def test_parameters(tpl: dict[str, Any]) -> None:
     assert p["MicroMDM"]["Default"] == "false" and set(p["MicroMDM"]["AllowedValues"]) == {"true", "false"}
     assert p["StepTimeout"] == {**p["StepTimeout"], "Type": "Number", "Default": 259200}
     assert p["RepushInterval"] == {**p["RepushInterval"], "Type": "Number", "Default": 86400}
+    assert p["HistoryDays"] == {**p["HistoryDays"], "Type": "Number", "Default": 30, "MinValue": 1}
     for name in ("Debug", "DumpWebhook"):
         assert set(p[name]["AllowedValues"]) == {"true", "false"} and p[name]["Default"] == "false"
     # the webhook signature is on unless turned off on purpose (MicroMDM cannot sign)

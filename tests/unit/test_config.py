@@ -1,0 +1,18 @@
+"""NANOCMD_HISTORY_DAYS: how long instances and outcomes are kept (issue 11 item 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanocmd_core.config import ConfigError, Settings
+
+
+def test_history_days_default_and_override() -> None:
+    assert Settings.from_env({}).history_days == 30
+    assert Settings.from_env({"NANOCMD_HISTORY_DAYS": " 7 "}).history_days == 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "a week", "1.5"])
+def test_history_days_must_be_a_positive_whole_number(value: str) -> None:
+    with pytest.raises(ConfigError, match="NANOCMD_HISTORY_DAYS"):
+        Settings.from_env({"NANOCMD_HISTORY_DAYS": value})
