@@ -71,7 +71,13 @@ class StartMixin(EngineCore):
         )
         tracked = self.instances is not None
         if self.instances is not None:
-            self.instances.open_instance(record, ids, busy, now)
+            try:
+                self.instances.open_instance(record, ids, busy, now)
+            except Exception:  # nothing started: give the ids back at once, not after the lock TTL
+                if config.exclusive:
+                    for i in ids:
+                        self.store.release_lock(name, i, instance_id)
+                raise
         completed_at_once: list[str] = []
         groups = [ids] if self.mdm.supports_multi_target else [[i] for i in ids]  # ST-8
         workflow_errors_only = True
