@@ -26,6 +26,13 @@ from nanocmd_core.api.kit import (
     json_response,
     openapi_document,
 )
+from nanocmd_core.api.start_request import (
+    MAX_START_BODY,
+    MAX_START_IDS,
+    StartBodyError,
+    StartRequest,
+    parse_start_body,
+)
 from nanocmd_core.api.status_routes import status_routes
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import (
@@ -62,11 +69,15 @@ def engine_routes(kit: RouteKit) -> None:
     @kit.route(
         "/v1/workflow/<name>/start",
         ["POST"],
-        query={"id": True, "context": False},
-        summary="start a workflow on enrollment ids",
+        query={"id": False, "context": False},
+        body="application/json",
+        body_schema=StartRequest,
+        body_required=False,
+        summary="start a workflow on enrollment ids (?id=... or a JSON body of ids)",
         response=START_ANSWER,
         statuses={
             409: "the workflow already runs on every id",
+            413: f"more than {MAX_START_IDS} ids, or a body over {MAX_START_BODY} bytes",
             500: "the workflow failed to start",
             502: "the MDM server took none of the commands (the engine retries the send)",
         },
@@ -74,10 +85,20 @@ def engine_routes(kit: RouteKit) -> None:
     def start_workflow(name: str) -> Response[str]:
         name = unquote(name)
         ids = kit.query_values("id")
-        if not ids:
-            return error_response(400, "no IDs provided")
         contexts = kit.query_values("context")
         context = contexts[0].encode() if contexts else b""
+        raw = kit.body()
+        if raw.strip():  # the JSON body form (issue 12); the query form stays as Go's clients use it
+            if ids or contexts:
+                return error_response(400, "ids and context go in the query or in the body, not both")
+            try:
+                request = parse_start_body(raw)
+            except StartBodyError as exc:
+                logger.warning("start body refused", extra={"workflow": name, "error": str(exc)})
+                return error_response(exc.status, str(exc))
+            ids, context = request.ids, (request.context or "").encode()
+        if not ids:
+            return error_response(400, "no IDs provided")
         engine = kit.services().engine
         log = {"workflow": name, "enrollment_ids": ids[:50], "id_count": len(ids)}
         try:

@@ -73,6 +73,9 @@ class RouteSpec:
     """The 200 answer's JSON; None: the route's 200/204 carry no documented body."""
     statuses: dict[int, str] = field(default_factory=dict)
     """Further statuses the route answers (status → description), beside 200, 400, 401 and 404."""
+    body_schema: ResponseSchema | None = None
+    """The JSON body's schema (for ``body="application/json"``); None: any object."""
+    body_required: bool = True
 
 
 def _is_model(value: Any) -> bool:
@@ -154,28 +157,39 @@ def openapi30_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _schemas(specs: list[RouteSpec]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any] | None]]:
-    """(components/schemas of every model the routes answer with, each spec's 200 schema or
-    None), generated in one go so that equal model names from different modules are told apart."""
-    models = list(dict.fromkeys(m for spec in specs for m in _models_in(spec.response)))
+def _schemas(
+    specs: list[RouteSpec],
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any] | None], list[dict[str, Any] | None]]:
+    """(components/schemas of every model the routes answer with or take, each spec's 200 schema
+    or None, each spec's body schema or None), generated in one go so that equal model names
+    from different modules are told apart."""
+    models = list(
+        dict.fromkeys(
+            m for spec in specs for schema in (spec.response, spec.body_schema) for m in _models_in(schema)
+        )
+    )
     refs_by_mode, top = models_json_schema(
         [(model, "serialization") for model in models], ref_template=SCHEMA_REF
     )
     refs = {model: dict(refs_by_mode[(model, "serialization")]) for model in models}
+    bodies = [
+        None if spec.body_schema is None else openapi30_schema(_with_refs(spec.body_schema, refs))
+        for spec in specs
+    ]
     components = {name: openapi30_schema(schema) for name, schema in top.get("$defs", {}).items()}
     answers = [
         None if spec.response is None else openapi30_schema(_with_refs(spec.response, refs)) for spec in specs
     ]
-    return components, answers
+    return components, answers, bodies
 
 
 def openapi_document(specs: list[RouteSpec], version: str) -> dict[str, Any]:
     """OpenAPI 3.0.3 from the registered routes: paths, methods, parameters, bodies, auth, errors
     and the JSON schemas of the routes' answers (under ``components/schemas``)."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/JSONError"}}}
-    components, answers = _schemas(specs)
+    components, answers, bodies = _schemas(specs)
     paths: dict[str, dict[str, Any]] = {}
-    for spec, answer in zip(specs, answers, strict=True):
+    for spec, answer, body_schema in zip(specs, answers, bodies, strict=True):
         path = re.sub(r"<([^>]+)>", r"{\1}", spec.path)
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -217,12 +231,15 @@ def openapi_document(specs: list[RouteSpec], version: str) -> dict[str, Any]:
                 if status >= 400 and method != "HEAD":
                     responses[str(status)]["content"] = error
             if spec.body and method in {"PUT", "POST"}:
-                schema = (
+                schema = body_schema or (
                     {"type": "object"}
                     if spec.body == "application/json"
                     else {"type": "string", "format": "binary"}
                 )
-                operation["requestBody"] = {"required": True, "content": {spec.body: {"schema": schema}}}
+                operation["requestBody"] = {
+                    "required": spec.body_required,
+                    "content": {spec.body: {"schema": schema}},
+                }
             paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",
@@ -278,6 +295,8 @@ class RouteKit:
         summary: str = "",
         response: ResponseSchema | None = None,
         statuses: dict[int, str] | None = None,
+        body_schema: ResponseSchema | None = None,
+        body_required: bool = True,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``path`` (Powertools ``<param>`` syntax; params arrive still
         percent-encoded, decode them with ``unquote``); GET routes also answer HEAD. ``query``
@@ -288,7 +307,18 @@ class RouteKit:
             methods = [*methods, "HEAD"]
         self.allow.append((re.compile("^" + re.sub(r"<[^>]+>", "[^/]+", path) + "$"), methods))
         self.specs.append(
-            RouteSpec(path, methods, auth, dict(query or {}), body, summary, response, dict(statuses or {}))
+            RouteSpec(
+                path,
+                methods,
+                auth,
+                dict(query or {}),
+                body,
+                summary,
+                response,
+                dict(statuses or {}),
+                body_schema,
+                body_required,
+            )
         )
 
         def register(handler: Handler) -> Handler:

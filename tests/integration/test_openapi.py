@@ -46,7 +46,7 @@ def test_the_document_covers_the_route_table(document: dict[str, Any]) -> None:
     start = document["paths"]["/v1/workflow/{name}/start"]["post"]
     assert {(p["name"], p["in"], p["required"]) for p in start["parameters"]} == {
         ("name", "path", True),
-        ("id", "query", True),
+        ("id", "query", False),
         ("context", "query", False),
     }
     assert start["security"] == [{"basicAuth": []}]
