@@ -68,6 +68,8 @@ class Settings:
     step_timeout: int = DEFAULT_STEP_TIMEOUT
     repush_interval: int = DEFAULT_REPUSH_INTERVAL
     worker_interval: int = DEFAULT_WORKER_INTERVAL
+    sync_start_max: int = 200
+    """Starts of more ids answer 202 and run through the queue in chunks (issue 12)."""
     history_days: int = DEFAULT_HISTORY_DAYS
     """Days an instance and its ids' outcomes are kept (DynamoDB TTL)."""
     debug: bool = False
@@ -104,6 +106,7 @@ class Settings:
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),
             history_days=_history_days(e),
+            sync_start_max=_seconds(e, "NANOCMD_SYNC_START_MAX", 200),
             debug=env_flag(e.get("NANOCMD_DEBUG")),
             dump_webhook=env_flag(e.get("NANOCMD_DUMP_WEBHOOK")),
             listen=e.get("NANOCMD_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nanocmd_core.aws.blobs import S3BlobStore
+from nanocmd_core.aws.queue import SQSEventQueue
 from nanocmd_core.aws.scheduler import EventBridgeStepScheduler, StepScheduler
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.engine import Engine
@@ -91,6 +92,7 @@ def build_app(
         push_per_step=settings.push_per_step,
         scheduler=step_scheduler(settings),
         instances=DynamoInstanceStore(settings.history_days),
+        start_queue=SQSEventQueue(settings.queue_url) if settings.queue_url else None,
         subscriptions=CachedSubscriptions(subscriptions),
         telemetry=telemetry,
     )

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
+from nanocmd_core.engine.fleet_start import StartChunk, start_chunk_of
 from nanocmd_core.engine.webhook_events import (
     delayed_step_id,
     load_queued_webhook,
@@ -48,6 +49,10 @@ def _received_at(record: SQSRecord) -> datetime:
 
 
 def record_handler(record: SQSRecord) -> None:
+    chunk = start_chunk_of(record.body)
+    if chunk is not None:  # a part of an asynchronous start
+        _start_chunk(chunk, record)
+        return
     step_id = delayed_step_id(record.body)
     if step_id is not None:  # a one-time schedule: send the delayed step now
         _app().engine.send_delayed_step(step_id)
@@ -73,6 +78,17 @@ def record_handler(record: SQSRecord) -> None:
         raise
     finally:
         logger.remove_keys(["enrollment_id", "topic"])
+
+
+def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
+    receives = int(record.attributes.approximate_receive_count or 1)
+    try:
+        _app().engine.start_chunk(chunk, receives)
+    except Exception as exc:
+        if receives < MAX_RECEIVES:
+            logger.exception("start chunk failed; the queue will retry it", extra={"chunk": chunk.chunk})
+            raise
+        _app().engine.fail_chunk(chunk, str(exc))  # counted as failed, not lost in the DLQ
 
 
 @instrumented(logger, telemetry, tracer)

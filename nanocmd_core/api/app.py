@@ -76,6 +76,7 @@ def engine_routes(kit: RouteKit) -> None:
         summary="start a workflow on enrollment ids (?id=... or a JSON body of ids)",
         response=START_ANSWER,
         statuses={
+            202: "more than NANOCMD_SYNC_START_MAX ids: accepted, started through the queue",
             409: "the workflow already runs on every id",
             413: f"more than {MAX_START_IDS} ids, or a body over {MAX_START_BODY} bytes",
             500: "the workflow failed to start",
@@ -99,6 +100,8 @@ def engine_routes(kit: RouteKit) -> None:
             ids, context = request.ids, (request.context or "").encode()
         if not ids:
             return error_response(400, "no IDs provided")
+        if len(set(ids)) > kit.settings.sync_start_max:
+            return _start_async(name, ids, context)
         engine = kit.services().engine
         log = {"workflow": name, "enrollment_ids": ids[:50], "id_count": len(ids)}
         try:
@@ -126,6 +129,20 @@ def engine_routes(kit: RouteKit) -> None:
             body["error"] = "MDM server did not accept the commands; the engine retries the send"
             return json_response(502, body)
         return json_response(200, body)
+
+    def _start_async(name: str, ids: list[str], context: bytes) -> Response[str]:
+        """Past NANOCMD_SYNC_START_MAX ids: 202 at once, the ids go through the queue."""
+        engine = kit.services().engine
+        try:
+            instance_id = engine.start_async(name, ids, context)
+        except NoSuchWorkflowError as exc:
+            return error_response(404, str(exc))
+        except InvalidIDsError as exc:
+            return error_response(400, str(exc))
+        except StartError as exc:
+            return error_response(400 if exc.client_error else 500, str(exc))
+        body = {"instance_id": instance_id, "status_url": f"/v1/instance/{instance_id}"}
+        return json_response(202, body, {"Location": body["status_url"]})
 
     @kit.route("/v1/event/<name>", ["GET"])
     def get_subscription(name: str) -> Response[str]:

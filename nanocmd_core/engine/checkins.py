@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 
 from nanocmd_core.engine.cancel import CancelMixin
 from nanocmd_core.engine.errors import AlreadyStartedError
-from nanocmd_core.engine.start import StartMixin
+from nanocmd_core.engine.fleet_start import FleetStartMixin
 from nanocmd_core.engine.subscriptions import EventSubscription
 from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
 from nanocmd_core.workflow.events import Event, EventFlag
@@ -17,7 +17,7 @@ from nanocmd_core.workflow.step import MDMContext
 logger = Logger(service="nanocmd", child=True)
 
 
-class CheckinsMixin(StartMixin, CancelMixin):
+class CheckinsMixin(FleetStartMixin, CancelMixin):
     """Check-ins and idle (§2.5, §2.6): resets, events, subscription starts."""
 
     def handle_checkin(

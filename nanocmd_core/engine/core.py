@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from nanocmd_core.aws.queue import MessageQueue
 from nanocmd_core.aws.scheduler import StepScheduler
 from nanocmd_core.engine.registry import WorkflowRegistry
 from nanocmd_core.engine.subscriptions import CachedSubscriptions
@@ -87,6 +88,7 @@ class EngineCore:
         push_per_step: bool = True,
         scheduler: StepScheduler | None = None,
         instances: InstanceStore | None = None,
+        start_queue: MessageQueue | None = None,
         subscriptions: CachedSubscriptions | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _utcnow,
@@ -100,6 +102,7 @@ class EngineCore:
         self.push_per_step = push_per_step and bool(getattr(mdm, "pushes_separately", False))
         self.scheduler = scheduler
         self.instances = instances
+        self.start_queue = start_queue
         self.subscriptions = subscriptions
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.clock = clock

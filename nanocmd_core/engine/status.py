@@ -141,7 +141,8 @@ class StatusMixin(EngineCore):
         if record is None:
             return None
         counts = Counts(**record.counts)
-        status = InstanceStatus(**_summary(record), counts=counts, done=counts.in_flight == 0)
+        done = counts.in_flight == 0 and counts.pending == 0
+        status = InstanceStatus(**_summary(record), counts=counts, done=done)
         if with_ids:
             page, status.next = self.instances.outcomes_page(instance_id, max(1, limit), next_token)
             status.ids = [

@@ -73,6 +73,8 @@ class DeviceStatus(BaseModel):
 
 
 class Counts(BaseModel):
+    pending: int = 0
+    """Ids of an asynchronous start not processed yet (accepted, queued); 0 for a synchronous one."""
     started: int = 0
     skipped: int = 0
     failed: int = 0

@@ -465,7 +465,9 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin):
                 ttl=expires,
             )
             with _conditional() as write:
-                lock.save(condition=WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now))
+                # a retried chunk of an asynchronous start takes its own locks again
+                free = WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now)
+                lock.save(condition=free | (WorkflowLock.instance_id == instance_id))
             return not write.failed
 
         taken = fan_out(take, ids)

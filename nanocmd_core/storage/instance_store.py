@@ -67,6 +67,8 @@ class StartRecord:
     failed_error: str = ""
     completed_ids: Sequence[str] = ()
     """Started ids the workflow enqueued nothing for: the instance ended for them at once."""
+    chunk: int | None = None
+    """The chunk of an asynchronous start this record counts (None: a synchronous start)."""
 
 
 @dataclass
@@ -187,6 +189,54 @@ class DynamoInstanceStore:
             items += self.outcome_items(record.instance_id, record.completed_ids, "completed", now)
         return items
 
+    # --- asynchronous starts: the instance first, then its chunks as the queue delivers them ---
+
+    def open_async(self, record: StartRecord, chunks: int, now: datetime) -> None:
+        """The instance of an asynchronous start, counts at zero, before any chunk is queued."""
+        [instance] = self.start_items(record, now)
+        assert isinstance(instance, InstanceItem)
+        instance.chunks = chunks
+        instance.save()
+
+    def chunk_counted(self, instance_id: str, chunk: int) -> bool:
+        try:
+            item = InstanceItem.get(INSTANCE + instance_id, _INSTANCE_SK, consistent_read=True)
+        except InstanceItem.DoesNotExist:
+            return False
+        return chunk in (item.chunks_done or set())
+
+    def open_chunk(
+        self, instance_id: str, in_flight: Sequence[str], skipped: Sequence[str], now: datetime
+    ) -> None:
+        items = self.outcome_items(instance_id, in_flight, "in_flight", now)
+        items += self.outcome_items(instance_id, skipped, "skipped", now)
+        batch_write(puts=items)
+
+    def settle_chunk(self, instance_id: str, chunk: int, record: StartRecord, now: datetime) -> bool:
+        """Add a chunk's counts to its instance, once (False when a retry had counted it), then
+        the outcomes of its failed and at-once completed ids."""
+        item = InstanceItem(INSTANCE + instance_id, _INSTANCE_SK)
+        try:
+            item.update(
+                actions=[
+                    InstanceItem.c_started.add(record.started),
+                    InstanceItem.c_skipped.add(record.skipped),
+                    InstanceItem.c_failed.add(len(record.failed_ids)),
+                    InstanceItem.c_completed.add(len(record.completed_ids)),
+                    InstanceItem.chunks_done.add({chunk}),
+                ],
+                condition=InstanceItem.pk.exists() & ~InstanceItem.chunks_done.contains(chunk),
+            )
+        except Exception as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        failed = record.failed_ids
+        items = self.outcome_items(instance_id, failed, "failed", now, record.failed_error)
+        items += self.outcome_items(instance_id, record.completed_ids, "completed", now)
+        batch_write(puts=items)
+        return True
+
     def end_outcome(
         self, instance_id: str, enrollment_id: str, outcome: str, now: datetime, error: str = ""
     ) -> bool:
@@ -265,6 +315,9 @@ class DynamoInstanceStore:
                 counts[name] += int(getattr(counter, name) or 0)
         ended = sum(counts[name] for name in END_OUTCOMES)
         counts["in_flight"] = max(0, counts["started"] - ended)
+        counts["pending"] = max(
+            0, int(item.requested or 0) - counts["started"] - counts["skipped"] - counts["failed"]
+        )
         return InstanceRecord(
             instance_id=instance_id,
             workflow=item.workflow,

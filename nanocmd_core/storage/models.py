@@ -30,6 +30,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -288,6 +289,10 @@ class InstanceItem(TableItem):
     c_failed = NumberAttribute(default=0)
     c_completed = NumberAttribute(default=0)
     """Ids whose start enqueued nothing: the instance ended for them at once."""
+    chunks = NumberAttribute(null=True)
+    """An asynchronous start: how many chunks of ids go through the queue."""
+    chunks_done = NumberSetAttribute(null=True)
+    """The chunks already counted (each once: a retried chunk's counts are added only once)."""
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = NumberAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)

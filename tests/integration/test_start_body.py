@@ -7,9 +7,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from nanocmd_core.api.app import create_api
 from nanocmd_core.api.start_request import MAX_START_BODY, MAX_START_IDS
-from tests.integration.test_api import INVENTORY, Api
-from tests.integration.test_api import api as api
+from nanocmd_core.aws.clients import aws_client
+from nanocmd_core.config import Settings
+from nanocmd_core.engine.fleet_start import start_chunk_of
+from nanocmd_core.mdmserver.client import HTTPMDMServerClient
+from nanocmd_core.wiring import build_app
+from tests.fakes.mdm_server import FakeMDMServer
+from tests.integration.test_api import API_KEY, INVENTORY, Api
+
+
+@pytest.fixture
+def api(table_name: str, queue_url: str) -> Iterator[Api]:
+    """The API with the events queue, synchronous up to 400 ids."""
+    with FakeMDMServer() as mdm:
+        settings = Settings(
+            table_name=table_name, queue_url=queue_url, api_key_value=API_KEY, sync_start_max=400
+        )
+        client = HTTPMDMServerClient(mdm.enqueue_url, mdm.push_url, mdm.api_key, backoff=0.01)
+        app = build_app(settings, mdm=client)
+        yield Api(app=app, mdm=mdm, resolver=create_api(settings, lambda: app))
 
 
 @pytest.fixture
@@ -74,3 +92,25 @@ def test_the_query_form_still_works(api: Api) -> None:
     assert status == 200 and "instance_id" in answer
     status, _, answer = api.call("POST", f"/v1/workflow/{INVENTORY}/start")
     assert (status, answer) == (400, {"error": "no IDs provided"})
+
+
+def test_past_the_synchronous_maximum_the_start_answers_202_and_queues_the_ids(
+    api: Api, queue_url: str
+) -> None:
+    ids = [f"FLEET-{n:04d}" for n in range(900)]
+    status, headers, answer = api.call(
+        "POST", f"/v1/workflow/{INVENTORY}/start", body=json.dumps({"ids": ids}).encode()
+    )
+    assert status == 202 and set(answer) == {"instance_id", "status_url"}
+    assert answer["status_url"] == f"/v1/instance/{answer['instance_id']}" == headers["location"]
+    assert api.mdm.enqueued() == []  # nothing sent yet: the events function does it
+    status, _, progress = api.call("GET", answer["status_url"])
+    assert status == 200 and progress["counts"]["pending"] == 900 and not progress["done"]
+    sqs = aws_client("sqs")
+    reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+    chunks = [start_chunk_of(m["Body"]) for m in reply.get("Messages") or []]
+    assert chunks and all(c is not None and c.instance_id == answer["instance_id"] for c in chunks)
+    status, _, missing = api.call(
+        "POST", "/v1/workflow/no.such.workflow/start", body=json.dumps({"ids": ids}).encode()
+    )
+    assert status == 404 and "no such workflow" in missing["error"]

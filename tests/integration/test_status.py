@@ -115,7 +115,7 @@ def test_instance_counts_every_outcome_and_pages_through_its_ids(harness: Harnes
         40,
     )
     assert status.counts.model_dump() == {
-        "started": 38, "skipped": 2, "failed": 0, "in_flight": 38,
+        "pending": 0, "started": 38, "skipped": 2, "failed": 0, "in_flight": 38,
         "completed": 0, "timed_out": 0, "cancelled": 0, "errored": 0,
     }  # fmt: skip
     assert not status.done
@@ -131,7 +131,7 @@ def test_instance_counts_every_outcome_and_pages_through_its_ids(harness: Harnes
     harness.engine.sweep(datetime.now(UTC) + timedelta(days=4))  # the rest time out
     status = progress(harness, started.instance_id)
     assert status.counts.model_dump() == {
-        "started": 38, "skipped": 2, "failed": 0, "in_flight": 0,
+        "pending": 0, "started": 38, "skipped": 2, "failed": 0, "in_flight": 0,
         "completed": 10, "timed_out": 20, "cancelled": 3, "errored": 5,
     }  # fmt: skip
     assert status.done
