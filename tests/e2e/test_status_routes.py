@@ -88,3 +88,25 @@ def test_a_user_channel_ends_with_its_devices_check_out(local_stack: Any, fake_m
     assert webhook(local_stack, checkin_webhook("CheckOut", device)) == 200
     eventually(lambda: get(local_stack, f"/v1/status?id={channel}")[channel]["steps"] == [])
     assert start(local_stack, INVENTORY, channel)[0] == 200
+
+
+def test_a_fleet_start_answers_202_and_reaches_every_device(
+    local_stack: Any, fake_mdm: FakeMDMServer
+) -> None:
+    import json
+
+    ids = [f"FLEET-{n:04d}" for n in range(1200)]
+    status, headers, body = call(
+        local_stack.base_url,
+        "POST",
+        f"/v1/workflow/{INVENTORY}/start",
+        json.dumps({"ids": ids, "context": "wave-1"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 202 and headers["location"] == body["status_url"], body
+    progress = eventually(
+        lambda: (p := get(local_stack, body["status_url"]))["counts"]["pending"] == 0 and p, timeout=60
+    )
+    assert progress["counts"]["started"] == 1200 and progress["context"] == "wave-1"
+    reached = {i for r in fake_mdm.enqueued() for i in r.ids}
+    assert reached >= set(ids)
