@@ -26,21 +26,9 @@ from nanocmd_core.api.kit import (
     json_response,
     openapi_document,
 )
-from nanocmd_core.api.start_request import (
-    MAX_START_BODY,
-    MAX_START_IDS,
-    StartBodyError,
-    StartRequest,
-    parse_start_body,
-)
+from nanocmd_core.api.start_routes import start_routes
 from nanocmd_core.api.status_routes import status_routes
 from nanocmd_core.config import Settings
-from nanocmd_core.engine.engine import (
-    AlreadyStartedError,
-    InvalidIDsError,
-    NoSuchWorkflowError,
-    StartError,
-)
 from nanocmd_core.engine.subscriptions import SubscriptionError, parse_subscription
 from nanocmd_core.subsystems.cmdplan.http import cmdplan_routes
 from nanocmd_core.subsystems.filevault.http import filevault_routes
@@ -48,101 +36,9 @@ from nanocmd_core.subsystems.profile.http import profile_routes
 
 logger = Logger(service="nanocmd", child=True)
 
-_IDS = {"type": "array", "items": {"type": "string"}}
-START_ANSWER = {
-    "type": "object",
-    "properties": {
-        "instance_id": {"type": "string"},
-        "skipped_ids": {**_IDS, "description": "the exclusive workflow already ran (or runs) there"},
-        "failed_ids": {**_IDS, "description": "the workflow's start raised for them; see errors"},
-        "retrying_ids": {**_IDS, "description": "started; the MDM server did not take the commands yet"},
-        "errors": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["instance_id"],
-}
-"""A start's 200 answer; the lists are present only when not empty."""
-
 
 def engine_routes(kit: RouteKit) -> None:
-    """Workflow starts and event subscriptions (api.md §5)."""
-
-    @kit.route(
-        "/v1/workflow/<name>/start",
-        ["POST"],
-        query={"id": False, "context": False},
-        body="application/json",
-        body_schema=StartRequest,
-        body_required=False,
-        summary="start a workflow on enrollment ids (?id=... or a JSON body of ids)",
-        response=START_ANSWER,
-        statuses={
-            202: "more than NANOCMD_SYNC_START_MAX ids: accepted, started through the queue",
-            409: "the workflow already runs on every id",
-            413: f"more than {MAX_START_IDS} ids, or a body over {MAX_START_BODY} bytes",
-            500: "the workflow failed to start",
-            502: "the MDM server took none of the commands (the engine retries the send)",
-        },
-    )
-    def start_workflow(name: str) -> Response[str]:
-        name = unquote(name)
-        ids = kit.query_values("id")
-        contexts = kit.query_values("context")
-        context = contexts[0].encode() if contexts else b""
-        raw = kit.body()
-        if raw.strip():  # the JSON body form (issue 12); the query form stays as Go's clients use it
-            if ids or contexts:
-                return error_response(400, "ids and context go in the query or in the body, not both")
-            try:
-                request = parse_start_body(raw)
-            except StartBodyError as exc:
-                logger.warning("start body refused", extra={"workflow": name, "error": str(exc)})
-                return error_response(exc.status, str(exc))
-            ids, context = request.ids, (request.context or "").encode()
-        if not ids:
-            return error_response(400, "no IDs provided")
-        if len(set(ids)) > kit.settings.sync_start_max:
-            return _start_async(name, ids, context)
-        engine = kit.services().engine
-        log = {"workflow": name, "enrollment_ids": ids[:50], "id_count": len(ids)}
-        try:
-            result = engine.start_workflow(name, ids, context)
-        except NoSuchWorkflowError as exc:
-            return error_response(404, str(exc))
-        except AlreadyStartedError as exc:
-            return error_response(409, str(exc))
-        except InvalidIDsError as exc:
-            return error_response(400, str(exc))
-        except StartError as exc:
-            logger.warning("workflow start failed", extra={**log, "error": str(exc)})
-            return error_response(400 if exc.client_error else 500, str(exc))
-        body: dict[str, Any] = {"instance_id": result.instance_id}
-        if result.skipped_ids:
-            body["skipped_ids"] = result.skipped_ids
-        if result.failed_ids:
-            body["failed_ids"] = result.failed_ids
-        if result.retrying_ids:
-            body["retrying_ids"] = result.retrying_ids
-        if result.errors:
-            body["errors"] = result.errors
-        if result.retrying_ids and set(result.retrying_ids) == set(result.started_ids):
-            # started, but the MDM server took none of it yet: say so; the engine keeps retrying
-            body["error"] = "MDM server did not accept the commands; the engine retries the send"
-            return json_response(502, body)
-        return json_response(200, body)
-
-    def _start_async(name: str, ids: list[str], context: bytes) -> Response[str]:
-        """Past NANOCMD_SYNC_START_MAX ids: 202 at once, the ids go through the queue."""
-        engine = kit.services().engine
-        try:
-            instance_id = engine.start_async(name, ids, context)
-        except NoSuchWorkflowError as exc:
-            return error_response(404, str(exc))
-        except InvalidIDsError as exc:
-            return error_response(400, str(exc))
-        except StartError as exc:
-            return error_response(400 if exc.client_error else 500, str(exc))
-        body = {"instance_id": instance_id, "status_url": f"/v1/instance/{instance_id}"}
-        return json_response(202, body, {"Location": body["status_url"]})
+    """Event subscriptions (api.md §5); starts are in start_routes.py."""
 
     @kit.route("/v1/event/<name>", ["GET"])
     def get_subscription(name: str) -> Response[str]:
@@ -198,7 +94,15 @@ RouteModule = Callable[[RouteKit], None]
 
 def default_route_modules() -> list[RouteModule]:
     """Every route of the API, in the order of the OpenAPI document's paths."""
-    return [engine_routes, status_routes, inventory_routes, profile_routes, filevault_routes, cmdplan_routes]
+    return [
+        start_routes,
+        engine_routes,
+        status_routes,
+        inventory_routes,
+        profile_routes,
+        filevault_routes,
+        cmdplan_routes,
+    ]
 
 
 def create_api(
