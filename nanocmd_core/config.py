@@ -45,15 +45,15 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
 DEFAULT_HISTORY_DAYS = 30
 
 
-def _history_days(env: Mapping[str, str]) -> int:
-    raw = env.get("NANOCMD_HISTORY_DAYS", "").strip()
+def _whole(env: Mapping[str, str], name: str, default: int, unit: str, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
     try:
-        days = int(raw) if raw else DEFAULT_HISTORY_DAYS
+        value = int(raw) if raw else default
     except ValueError as exc:
-        raise ConfigError(f"NANOCMD_HISTORY_DAYS must be a whole number of days, got {raw!r}") from exc
-    if days < 1:
-        raise ConfigError(f"NANOCMD_HISTORY_DAYS must be at least 1, got {days}")
-    return days
+        raise ConfigError(f"{name} must be a whole number of {unit}, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ class Settings:
             step_timeout=_seconds(e, "NANOCMD_STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT),
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),
-            history_days=_history_days(e),
-            sync_start_max=_seconds(e, "NANOCMD_SYNC_START_MAX", 200),
+            history_days=_whole(e, "NANOCMD_HISTORY_DAYS", DEFAULT_HISTORY_DAYS, "days"),
+            sync_start_max=_whole(e, "NANOCMD_SYNC_START_MAX", 200, "ids", minimum=0),
             debug=env_flag(e.get("NANOCMD_DEBUG")),
             dump_webhook=env_flag(e.get("NANOCMD_DUMP_WEBHOOK")),
             listen=e.get("NANOCMD_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN,
