@@ -120,3 +120,32 @@ def test_a_chunk_failing_on_every_delivery_counts_its_ids_as_failed(harness: Har
     )
     harness.engine.start_chunk(chunk, attempt=5)  # a late delivery after that changes nothing
     assert sent_per_id(harness) == Counter()
+
+
+@pytest.fixture
+def micromdm(table_name: str, queue_url: str) -> Iterator[Harness]:
+    with engine_harness(table_name, micromdm=True) as h:
+        h.engine.start_queue = SQSEventQueue(queue_url)
+        h.steps.follow_up = False
+        yield h
+
+
+def test_micromdm_an_asynchronous_start_gives_each_id_its_own_start_and_commands(
+    micromdm: Harness, queue_url: str
+) -> None:
+    """Issue 12 item 7 (nanocmd PR #128): one Start per id, one request per id and command."""
+    ids = [f"MICRO-{n:04d}" for n in range(CHUNK_IDS + 20)]
+    instance_id = micromdm.engine.start_async(StepsWorkflow.name, ids)
+    for chunk in queued_chunks(queue_url):
+        micromdm.engine.start_chunk(chunk)
+    assert sorted(s.ids[0] for s in micromdm.rec.started) == sorted(ids)
+    assert all(len(s.ids) == 1 and s.instance_id == instance_id for s in micromdm.rec.started)
+    requests = micromdm.mdm.enqueued()
+    assert all(len(r.ids) == 1 for r in requests) and sorted(r.ids[0] for r in requests) == sorted(ids)
+    assert len({r.command_uuid for r in requests}) == len(ids)  # its own command UUID each
+    device = ids[7]
+    uuid = micromdm.uuids(device)[-1]
+    micromdm.engine.handle_command_report(device, uuid, report(uuid, device))
+    assert [r.id for r in micromdm.rec.completed] == [device]
+    status = micromdm.engine.instance_status(instance_id)
+    assert status is not None and (status.counts.started, status.counts.completed) == (len(ids), 1)
