@@ -7,6 +7,14 @@ workflow, with their lock, step target and command records) is written with Batc
 each kind of event is driven through ``process_webhook_event`` / the engine, as the events and
 sweeper functions do, with every DynamoDB call counted (bench/recorder.py). The small workflows
 below do nothing of their own on completion, so what is counted is the engine's cost alone.
+
+Instance tracking (issue 11): the engine built here tracks instances (``build_app`` gives it a
+``DynamoInstanceStore``), so every kind is measured as it runs in production, and the status,
+instance and history reads are kinds of their own. At each fleet size the kinds of ``EXTRAS`` run
+a second time with ``engine.instances = None`` (set before each event's setup, so a step started
+untracked is ended untracked): the difference is what status and history cost each kind. The
+instance reads need an instance and a history that do not grow with the fleet: populate writes,
+once, an instance of ``PROGRESS_IDS`` ids and a full page of history per history shard.
 """
 
 from __future__ import annotations
@@ -25,17 +33,19 @@ from pynamodb.attributes import UnicodeAttribute
 from pynamodb.models import Model
 
 from bench.fakes import InMemoryMDMClient
-from bench.recorder import DynamoDBRecorder, Usage
+from bench.recorder import READ_OPS, WRITE_OPS, DynamoDBRecorder, Usage
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.subscriptions import EventSubscription
 from nanocmd_core.engine.webhook_events import process_webhook_event
 from nanocmd_core.mdm.commands import CertificateList, Command, DeviceInformation, ProfileList
 from nanocmd_core.mdm.webhook import parse_webhook
-from nanocmd_core.storage.engine_store import (
-    PUSH_INDEX_SHARDS,
-    PUSH_PREFIX,
-    TIMEOUT_INDEX_SHARDS,
-    TIMEOUT_PREFIX,
+from nanocmd_core.storage.dynamo import batch_write
+from nanocmd_core.storage.engine_store import TIMEOUT_PREFIX
+from nanocmd_core.storage.instance_store import (
+    HISTORY_SHARDS,
+    OUTCOME_SHARDS,
+    DynamoInstanceStore,
+    StartRecord,
 )
 from nanocmd_core.storage.models import (
     COMMAND,
@@ -51,6 +61,7 @@ from nanocmd_core.storage.models import (
     WorkflowStart,
     enrollment_pk,
 )
+from nanocmd_core.storage.send_store import PUSH_INDEX_SHARDS, PUSH_PREFIX, TIMEOUT_INDEX_SHARDS
 from nanocmd_core.wiring import App, build_app
 from nanocmd_core.workflow import StepResult, StepStart, Workflow
 from nanocmd_core.workflow.events import EVENT_NAMES
@@ -80,30 +91,62 @@ class Floor:
         return sum(self.calls.values())
 
 
-# conditional lock; SC-3 lookup of the command record; target + record batched; start record batched
-_START = {"PutItem": 1.0, "BatchGetItem": 1.0, "BatchWriteItem": 2.0}
+# the fixed instance the instance reads look at (populate writes it once, whatever the fleet)
+PROGRESS_IDS = tuple(f"p{n:05d}" for n in range(1_000))
+IDS_PAGE = 100  # the ids page asked for (the API's default)
+HISTORY_PAGE = 50  # the history page asked for (the API's default)
+HISTORY_FILL = HISTORY_PAGE + 10
+"""Instances populate puts in each history shard, so every shard's Query returns a full page."""
+
+
+def _outcome_shard(enrollment_id: str) -> int:
+    """An id's outcome shard, as instance_store.py shards it."""
+    return zlib.crc32(enrollment_id.encode()) % OUTCOME_SHARDS
+
+
+def _page_queries(ids: Sequence[str], limit: int) -> int:
+    """The outcome shards a first page of ``limit`` ids walks, one Query each (outcomes_page)."""
+    per_shard = [0] * OUTCOME_SHARDS
+    for i in ids:
+        per_shard[_outcome_shard(i)] += 1
+    left, queries = limit, 0
+    for n in per_shard:
+        queries += 1
+        left -= min(n, left)
+        if not left:
+            break
+    return queries
+
+
+IDS_PAGE_QUERIES = _page_queries(PROGRESS_IDS, IDS_PAGE)
+_END = {"TransactWriteItems": 1.0}  # the id's outcome + its counter shard, once (end_outcome)
+# conditional lock; instance + in_flight outcomes batched; SC-3 lookup of the command record;
+# target + record batched; start record batched
+_START = {"PutItem": 1.0, "BatchGetItem": 1.0, "BatchWriteItem": 3.0}
 FLOORS: dict[str, Floor] = {
     "untracked report": Floor({"GetItem": 1}, "GetItem of the command record finds nothing; that is all"),
     "NotNow report": Floor(
-        {"GetItem": 1, "UpdateItem": 1}, "tracked, not final: GetItem + UpdateItem target"
+        {"GetItem": 1, "UpdateItem": 1},
+        "tracked, not final: GetItem + UpdateItem target (NotNow count, report time ride in it)",
     ),
     "non-final report (1st of 3)": Floor(
         {"GetItem": 1, "UpdateItem": 1}, "tracked, step not complete: GetItem + UpdateItem target"
     ),
     "final report, 1-command step": Floor(
-        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
-        "GetItem + UpdateItem, BatchWriteItem deletes target+records, DeleteItem lock (no next step)",
+        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
+        "GetItem + UpdateItem, TransactWriteItems outcome + counter (the instance ended for the id),"
+        " BatchWriteItem deletes target+records, DeleteItem lock (no next step)",
     ),
     "final report, 3-command step": Floor(
-        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
+        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
         "as for one command: the deletes of all records go in one BatchWriteItem",
     ),
     "final reports, batch of 10 (per report)": Floor(
-        {"BatchGetItem": 0.1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
+        {"BatchGetItem": 0.1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
         "the events function looks a batch's command records up in one BatchGetItem, then as above",
     ),
     "TokenUpdate, 2 subscriptions": Floor(
-        {"PutItem": 2, "BatchGetItem": 2, "BatchWriteItem": 4},
+        {"PutItem": 2, "BatchGetItem": 2, "BatchWriteItem": 6},
         "subscriptions cached per process (0 calls warm), then two workflow starts of 1 command",
     ),
     "Idle, IdleNotStartedSince sub": Floor(
@@ -111,28 +154,97 @@ FLOORS: dict[str, Floor] = {
     ),
     "workflow start, 1 id": Floor(
         _START,
-        "PutItem lock (conditional), BatchGetItem command records (SC-3), BatchWriteItem target +"
-        " records, BatchWriteItem start record",
+        "PutItem lock (conditional), BatchWriteItem instance + in_flight outcome, BatchGetItem"
+        " command records (SC-3), BatchWriteItem target + records, BatchWriteItem start record",
     ),
     "workflow start, 30 ids (per id)": Floor(
-        {"PutItem": 1, "BatchGetItem": 1 / 30, "BatchWriteItem": 5 / 30},
-        "a lock put per id; 30 records looked up in 1 BatchGetItem; 60 targets and records in 3"
-        " BatchWriteItems, 30 start records in 2 (25 a request)",
+        {"PutItem": 1, "BatchGetItem": 1 / 30, "BatchWriteItem": 7 / 30},
+        "a lock put per id; instance + 30 outcomes in 2 BatchWriteItems (25 a request); 30 records"
+        " looked up in 1 BatchGetItem; 60 targets and records in 3 BatchWriteItems, 30 start records"
+        " in 2",
     ),
     "sweep, nothing due": Floor(
         {"Query": SWEEP_QUERIES}, "one Query per shard of each sparse index (delayed, timeout, re-push)"
     ),
     "sweep, one due timeout": Floor(
-        {"Query": SWEEP_QUERIES, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1},
-        "shard Queries + UpdateItem claim + BatchWriteItem deletes + DeleteItem lock",
+        {"Query": SWEEP_QUERIES, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
+        "shard Queries + UpdateItem claim + TransactWriteItems outcome + counter + BatchWriteItem"
+        " deletes + DeleteItem lock",
     ),
     "sweep, one re-push": Floor(
         {"Query": SWEEP_QUERIES, "UpdateItem": 1}, "shard Queries + conditional UpdateItem of the push clock"
     ),
+    "cancel, 1 id": Floor(
+        {"Query": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
+        "Query of the id's partition, UpdateItem claim (as a timeout), TransactWriteItems outcome +"
+        " counter, BatchWriteItem deletes target+records, DeleteItem lock",
+    ),
+    "status, 1 id": Floor({"Query": 1}, "one Query of the id's partition, whatever the fleet"),
+    "status, 10 ids (per id)": Floor({"Query": 1}, "one Query per id (in parallel), nothing else"),
+    "instance progress": Floor(
+        {"GetItem": 1, "BatchGetItem": 1},
+        f"GetItem instance + one BatchGetItem of its {OUTCOME_SHARDS} counter shards",
+    ),
+    "instance ids page": Floor(
+        {"GetItem": 1, "BatchGetItem": 1, "Query": IDS_PAGE_QUERIES},
+        f"as progress, + one Query per outcome shard the page spans ({IDS_PAGE_QUERIES} for the first"
+        f" {IDS_PAGE} of this {len(PROGRESS_IDS):,}-id instance)",
+    ),
+    "history page": Floor(
+        {"Query": HISTORY_SHARDS, "BatchGetItem": 1},
+        f"one Query per history shard ({HISTORY_SHARDS}, keys only), merged; one BatchGetItem of the"
+        " page's instances",
+    ),
 }
 KINDS = tuple(FLOORS)
 BATCH = 10  # the most records an SQS FIFO event source mapping passes at once
-_PER = {"workflow start, 30 ids (per id)": 30, "final reports, batch of 10 (per report)": BATCH}
+STATUS_IDS = 10
+_PER = {
+    "workflow start, 30 ids (per id)": 30,
+    "final reports, batch of 10 (per report)": BATCH,
+    "status, 10 ids (per id)": STATUS_IDS,
+}
+STATUS_KINDS = ("status, 1 id", "status, 10 ids (per id)")
+
+
+@dataclass(frozen=True)
+class Extra:
+    """What instance tracking may add to a kind (issue 11's target), per event."""
+
+    calls: dict[str, float]
+    rule: str
+    """``none``: nothing; ``step end``: at most one write call per step end, no read; ``start``:
+    at most ``calls`` (the instance and its in_flight outcomes, 25 items a BatchWriteItem)."""
+
+    def target(self) -> str:
+        if self.rule == "none":
+            return "no extra call"
+        if self.rule == "step end":
+            return "≤ 1 write per step end"
+        return f"≤ {_ops(self.calls)} (start)"
+
+
+_NONE = Extra({}, "none")
+_STEP_END = Extra(_END, "step end")
+EXTRAS: dict[str, Extra] = {
+    "untracked report": _NONE,
+    "NotNow report": _NONE,
+    "non-final report (1st of 3)": _NONE,
+    "final report, 1-command step": _STEP_END,
+    "final report, 3-command step": _STEP_END,
+    "final reports, batch of 10 (per report)": _STEP_END,
+    "TokenUpdate, 2 subscriptions": Extra({"BatchWriteItem": 2}, "start"),
+    "Idle, IdleNotStartedSince sub": _NONE,
+    "workflow start, 1 id": Extra({"BatchWriteItem": 1}, "start"),
+    "workflow start, 30 ids (per id)": Extra({"BatchWriteItem": 2 / 30}, "start"),
+    "sweep, nothing due": _NONE,
+    "sweep, one due timeout": _STEP_END,
+    "sweep, one re-push": _NONE,
+    "cancel, 1 id": _STEP_END,
+    "status, 1 id": _NONE,
+    "status, 10 ids (per id)": _NONE,
+}
+"""The kinds measured a second time without instance tracking (the others need it to exist)."""
 
 
 class _BenchWorkflow(Workflow):
@@ -175,6 +287,10 @@ class KindResult:
     wcu: float
     estimated: float
 
+    @property
+    def total_calls(self) -> float:
+        return sum(self.calls.values())
+
     @classmethod
     def average(cls, usages: Sequence[Usage], per: int = 1) -> KindResult:
         n = len(usages) * per
@@ -188,9 +304,37 @@ class KindResult:
 
 
 @dataclass
+class ExtraResult:
+    """What instance tracking added to one kind at one fleet size (with minus without)."""
+
+    without: KindResult
+    with_: KindResult
+
+    @property
+    def calls(self) -> dict[str, float]:
+        ops = {*self.with_.calls, *self.without.calls}
+        diff = {op: self.with_.calls.get(op, 0.0) - self.without.calls.get(op, 0.0) for op in ops}
+        return {op: n for op, n in sorted(diff.items()) if abs(n) > 1e-9}
+
+    @property
+    def wcu(self) -> float:
+        return self.with_.wcu - self.without.wcu
+
+    @property
+    def rcu(self) -> float:
+        return self.with_.rcu - self.without.rcu
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
+
+
+@dataclass
 class CostReport:
     sizes: list[int]
     results: dict[str, dict[int, KindResult]] = field(default_factory=dict)
+    untracked: dict[str, dict[int, KindResult]] = field(default_factory=dict)
+    """The kinds of ``EXTRAS`` measured with ``engine.instances = None``."""
     populate_seconds: dict[int, float] = field(default_factory=dict)
 
     def verdicts(self, kind: str) -> tuple[bool, bool]:
@@ -207,7 +351,48 @@ class CostReport:
         )
         return flat, within
 
+    def extra(self, kind: str) -> dict[int, ExtraResult]:
+        """What instance tracking added to ``kind``, per fleet size."""
+        without = self.untracked.get(kind, {})
+        tracked = self.results[kind]
+        return {size: ExtraResult(without[size], tracked[size]) for size in tracked if size in without}
+
+    def extra_verdict(self, kind: str) -> tuple[bool, str]:
+        """Whether what instance tracking adds to ``kind`` meets its target at every size."""
+        by_size = self.extra(kind)
+        if not by_size or len(by_size) != len(self.results[kind]):
+            return False, "NO: not measured without tracking"
+        extras = [e.calls for e in by_size.values()]
+        if not all(_same(e, extras[0]) for e in extras):
+            return False, "NO: differs across fleet sizes"
+        added = {op: n for op, n in extras[0].items() if n > 0}
+        rule = EXTRAS[kind]
+        if rule.rule == "none":
+            return (not added), ("yes: none" if not added else f"NO: {_ops(added)}")
+        if rule.rule == "step end":
+            writes = sum(n for op, n in added.items() if op in WRITE_OPS)
+            reads = sum(n for op, n in added.items() if op in READ_OPS)
+            ok = writes <= 1 + 1e-9 and not reads
+            return ok, (f"yes: {_num(writes)} write per step end" if ok else f"NO: {_ops(added)}")
+        ok = all(n <= rule.calls.get(op, 0.0) + 1e-9 for op, n in added.items())
+        return ok, ("yes" if ok else f"NO: {_ops(added)}")
+
+    def status_verdict(self) -> tuple[bool, str]:
+        """A status call costs one Query per id, and nothing else, at every fleet size."""
+        ok = all(
+            kind in self.results
+            and all(r.calls == {"Query": 1.0} for r in self.results[kind].values())
+            and len(self.results[kind]) == len(self.sizes)
+            for kind in STATUS_KINDS
+        )
+        sizes = " / ".join(f"{s:,}" for s in self.sizes)
+        return ok, (
+            f"status: {'yes' if ok else 'NO'}, one Query per id at {sizes} devices"
+            f" (for 1 id and for {STATUS_IDS} ids)"
+        )
+
     def to_json(self) -> dict[str, Any]:
+        status_ok, status_text = self.status_verdict()
         return {
             "sizes": self.sizes,
             "populate_seconds": self.populate_seconds,
@@ -217,23 +402,45 @@ class CostReport:
                     "floor_why": FLOORS[kind].why,
                     "flat": self.verdicts(kind)[0],
                     "within_floor": self.verdicts(kind)[1],
-                    "by_size": {
-                        str(size): {
-                            "calls": r.calls,
-                            "rcu": r.rcu,
-                            "wcu": r.wcu,
-                            "estimated_calls": r.estimated,
-                        }
-                        for size, r in by_size.items()
-                    },
+                    "by_size": {str(size): _result_json(r) for size, r in by_size.items()},
                 }
                 for kind, by_size in self.results.items()
             },
+            "instance_tracking_extra": {
+                kind: {
+                    "target": EXTRAS[kind].target(),
+                    "allowed_calls": EXTRAS[kind].calls,
+                    "meets_target": self.extra_verdict(kind)[0],
+                    "verdict": self.extra_verdict(kind)[1],
+                    "by_size": {
+                        str(size): {
+                            "without": _result_json(e.without),
+                            "with": _result_json(e.with_),
+                            "extra_calls": e.calls,
+                            "extra_wcu": e.wcu,
+                            "extra_rcu": e.rcu,
+                        }
+                        for size, e in self.extra(kind).items()
+                    },
+                }
+                for kind in EXTRAS
+                if kind in self.results and kind in self.untracked
+            },
+            "status_one_query_per_id": status_ok,
+            "status_verdict": status_text,
         }
+
+
+def _result_json(r: KindResult) -> dict[str, Any]:
+    return {"calls": r.calls, "rcu": r.rcu, "wcu": r.wcu, "estimated_calls": r.estimated}
 
 
 def _ops(calls: dict[str, float]) -> str:
     return ", ".join(f"{op} {_num(n)}" for op, n in sorted(calls.items())) or "none"
+
+
+def _signed(calls: dict[str, float]) -> str:
+    return ", ".join(f"{op} {'+' if n > 0 else ''}{_num(n)}" for op, n in sorted(calls.items())) or "none"
 
 
 def _num(x: float) -> str:
@@ -270,9 +477,55 @@ def render(report: CostReport) -> tuple[list[str], list[list[Any]], list[str]]:
         )
     notes = [
         f"RCU / WCU per event at {' / '.join(map(str, sizes))} enrolled devices (a tenth mid-step),"
-        " as DynamoDB Local reports them; * includes failed conditional writes, estimated at 1 WCU.",
+        " as DynamoDB Local reports them (TransactWriteItems: 2 WCU an item, AWS's rule); * includes"
+        " failed conditional writes, estimated at 1 WCU.",
+        report.status_verdict()[1] + ".",
         "Floors:",
         *(f"  {kind}: {FLOORS[kind].why}" for kind in KINDS),
+    ]
+    return headers, rows, notes
+
+
+def render_extra(report: CostReport) -> tuple[list[str], list[list[Any]], list[str]]:
+    """What status and history (instance tracking) add to each kind: bench/run.py's second table."""
+    sizes = report.sizes
+    size = sizes[-1]
+    headers = [
+        "event kind",
+        "calls without",
+        "calls with",
+        "extra calls",
+        "extra WCU",
+        "extra RCU",
+        "target",
+        "meets target",
+    ]
+    rows: list[list[Any]] = []
+    for kind, rule in EXTRAS.items():
+        by_size = report.extra(kind)
+        if size not in by_size:
+            continue
+        e = by_size[size]
+        rows.append(
+            [
+                kind,
+                _num(e.without.total_calls),
+                _num(e.with_.total_calls),
+                _signed(e.calls),
+                _num(e.wcu) + ("*" if e.with_.estimated or e.without.estimated else ""),
+                _num(e.rcu),
+                rule.target(),
+                report.extra_verdict(kind)[1],
+            ]
+        )
+    notes = [
+        f"Per event at {size:,} devices: each kind run with instance tracking and again with"
+        " engine.instances = None (set before the event's setup, so a step started untracked ends"
+        f" untracked). Verdicts hold at every size ({' / '.join(f'{s:,}' for s in sizes)}).",
+        "A step end's TransactWriteItems (outcome + counter shard) is 4 WCU: 2 an item in a"
+        " transaction (DynamoDB Local reports 2 a call; counted here by AWS's rule). A start writes"
+        " the instance (1 WCU + 2 for its two history index entries) and 1 in_flight outcome per id,"
+        " 25 items a BatchWriteItem.",
     ]
     return headers, rows, notes
 
@@ -293,6 +546,10 @@ class CostBench:
         self.app.subscriptions.put(
             "bench-idle", EventSubscription("IdleNotStartedSince", IDLE.name, event_context="86400")
         )
+        instances = self.engine.instances
+        assert isinstance(instances, DynamoInstanceStore), "the bench measures instance tracking"
+        self.instances = instances
+        self.progress_instance = ""
         self.populated = 0
         self._seq = 0
 
@@ -302,6 +559,8 @@ class CostBench:
         """Grow the fleet to ``size`` devices with BatchWriteItem (25 items a call, 4 threads)."""
         if size <= self.populated:
             return
+        if not self.populated:
+            self._instance_fixtures()
         now = datetime.now(UTC)
         epoch = int(now.timestamp())
         instance = str(uuid.uuid4())
@@ -317,6 +576,40 @@ class CostBench:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(_batch_save, chunks))
         self.populated = size
+
+    def _instance_fixtures(self) -> None:
+        """What the instance reads look at, the same at every fleet size: an instance of
+        ``PROGRESS_IDS`` ids (one ended in each shard, so every counter shard exists), and
+        ``HISTORY_FILL`` instances in each history shard (a full page from each shard's Query)."""
+        now = datetime.now(UTC)
+        store = self.instances
+        self.progress_instance = str(uuid.uuid4())
+        record = StartRecord(
+            instance_id=self.progress_instance,
+            workflow=ONE.name,
+            started_by="api",
+            context=b"",
+            requested=len(PROGRESS_IDS),
+            started=len(PROGRESS_IDS),
+            skipped=0,
+        )
+        store.open_instance(record, PROGRESS_IDS, [], now - timedelta(days=1))
+        first_of_shard = {_outcome_shard(i): i for i in reversed(PROGRESS_IDS)}
+        for enrollment_id in first_of_shard.values():
+            store.end_outcome(self.progress_instance, enrollment_id, "completed", now)
+        wanted = dict.fromkeys(range(HISTORY_SHARDS), HISTORY_FILL)
+        items: list[Model] = []
+        n = 0
+        while any(wanted.values()):
+            n += 1
+            instance_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-history-{self.progress_instance}-{n}"))
+            shard = zlib.crc32(instance_id.encode()) % HISTORY_SHARDS  # as instance_store.py
+            if not wanted[shard]:
+                continue
+            wanted[shard] -= 1
+            old = StartRecord(instance_id, ONE.name, "api", b"", 1, 1, 0)
+            items += store.start_items(old, now - timedelta(hours=2, seconds=n))
+        batch_write(puts=items)
 
     @staticmethod
     def _mid_step(dev: str, instance: str, epoch: int) -> list[Model]:
@@ -373,6 +666,16 @@ class CostBench:
             self.engine.clock = lambda: datetime.now(UTC)
         return [u for u, _ in self.client.take_commands()[dev]]
 
+    def _started_many(self, workflow: type[_BenchWorkflow], devices: Sequence[str]) -> str:
+        """Start ``workflow`` for ``devices`` in one instance (not measured); its id."""
+        self.engine.clock = lambda: datetime.now(UTC) - timedelta(minutes=1)
+        try:
+            instance_id = self.engine.start_workflow(workflow.name, list(devices)).instance_id
+        finally:
+            self.engine.clock = lambda: datetime.now(UTC)
+        self.client.take_commands()
+        return instance_id
+
     def _warm_subscriptions(self) -> None:
         """The subscription cache is per process with a 30 s TTL: warm, as under steady load."""
         subscriptions = self.engine.subscriptions
@@ -388,8 +691,16 @@ class CostBench:
 
     # --- the kinds --------------------------------------------------------------------------------
 
-    def run_kind(self, kind: str, size: int) -> KindResult:
-        usages = [self._measure(functools.partial(self._setup, kind, size, rep)) for rep in range(self.reps)]
+    def run_kind(self, kind: str, size: int, *, tracked: bool = True) -> KindResult:
+        """``reps`` events of ``kind``; with ``tracked`` False the engine has no instance store
+        from each event's setup to its end (what the engine cost before issue 11)."""
+        usages = []
+        for rep in range(self.reps):
+            self.engine.instances = self.instances if tracked else None
+            try:
+                usages.append(self._measure(functools.partial(self._setup, kind, size, rep)))
+            finally:
+                self.engine.instances = self.instances
         return KindResult.average(usages, per=_PER.get(kind, 1))
 
     def _setup(self, kind: str, size: int, rep: int) -> Callable[[], object]:
@@ -449,7 +760,48 @@ class CostBench:
         if kind == "sweep, one re-push":
             self._started(ONE, dev, ago=timedelta(days=2))  # no push nor report for 2 days
             return lambda: self._sweep(expect_timeouts=0, expect_repushes=1)
+        if kind == "cancel, 1 id":
+            self._started(ONE, dev)
+            return lambda: self._cancel(dev)
+        if kind == "status, 1 id":
+            self._started(ONE, dev)
+            return lambda: self._status([dev])
+        if kind == "status, 10 ids (per id)":
+            devices = [dev] + [self._device() for _ in range(STATUS_IDS - 1)]
+            self._started_many(ONE, devices)
+            return lambda: self._status(devices)
+        if kind == "instance progress":
+            return lambda: self._progress(with_ids=False)
+        if kind == "instance ids page":
+            return lambda: self._progress(with_ids=True)
+        if kind == "history page":
+            return self._history
         raise ValueError(f"unknown event kind: {kind}")
+
+    def _cancel(self, dev: str) -> None:
+        result = self.engine.cancel_workflow(ONE.name, [dev])
+        if result.cancelled_ids != [dev]:
+            raise AssertionError(f"cancel of {dev} did {result}")
+
+    def _status(self, devices: Sequence[str]) -> None:
+        statuses = self.engine.device_status(devices)
+        if sorted(statuses) != sorted(devices) or any(len(s.steps) != 1 for s in statuses.values()):
+            raise AssertionError(f"status of {devices}: {statuses}")
+
+    def _progress(self, with_ids: bool) -> None:
+        status = self.engine.instance_status(self.progress_instance, with_ids=with_ids, limit=IDS_PAGE)
+        if status is None or status.counts.started != len(PROGRESS_IDS):
+            raise AssertionError(f"instance {self.progress_instance}: {status}")
+        counts = status.counts
+        if counts.completed != OUTCOME_SHARDS or counts.in_flight != len(PROGRESS_IDS) - OUTCOME_SHARDS:
+            raise AssertionError(f"instance counts: {status.counts}")
+        if with_ids and (len(status.ids or []) != IDS_PAGE or not status.next):
+            raise AssertionError(f"ids page of {len(status.ids or [])} ids, next {status.next}")
+
+    def _history(self) -> None:
+        page = self.engine.instance_history(None, limit=HISTORY_PAGE)
+        if len(page.instances) != HISTORY_PAGE or not page.next:
+            raise AssertionError(f"history page of {len(page.instances)} instances, next {page.next}")
 
     def _sweep(self, expect_timeouts: int, expect_repushes: int) -> None:
         result = self.engine.sweep()
@@ -473,7 +825,8 @@ def run(
     kinds: Sequence[str] = KINDS,
     progress: Callable[[str], None] | None = None,
 ) -> CostReport:
-    """Measure ``kinds`` at each fleet size in ``sizes`` (ascending, one table grown in place)."""
+    """Measure ``kinds`` at each fleet size in ``sizes`` (ascending, one table grown in place),
+    those of ``EXTRAS`` a second time without instance tracking."""
     bench = CostBench(table_name, recorder, reps)
     report = CostReport(sizes=list(sizes))
     for size in sorted(sizes):
@@ -484,4 +837,7 @@ def run(
             progress(f"ddb cost: {size} devices populated in {report.populate_seconds[size]:.1f}s")
         for kind in kinds:
             report.results.setdefault(kind, {})[size] = bench.run_kind(kind, size)
+        for kind in kinds:
+            if kind in EXTRAS:
+                report.untracked.setdefault(kind, {})[size] = bench.run_kind(kind, size, tracked=False)
     return report

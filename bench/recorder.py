@@ -1,14 +1,20 @@
-"""Counts every DynamoDB call pynamodb makes, with the capacity units DynamoDB reports for it.
+"""Counts every DynamoDB call the process makes, with the capacity units DynamoDB reports for it.
 
-Why here: pynamodb already asks for ``ReturnConsumedCapacity=TOTAL`` on every data call
-(``Connection.dispatch``), and every call of every model class ends in one method,
-``Connection._make_api_call``; wrapping that one method sees them all, on every thread, failed
-conditional writes included, with the response's capacity in hand (a botocore event hook would
-see the call but not the parsed response of a failed one).
+Why here: every call of every pynamodb model class, and every call the stores make on the shared
+botocore client directly (``aws_client("dynamodb")``: the instance store's TransactWriteItems and
+history Queries), ends in one method, ``botocore.client.BaseClient._make_api_call``; wrapping
+that one method (for DynamoDB clients only) sees them all, on every thread, failed conditional
+writes included, with the response's capacity in hand (a botocore event hook would see the call
+but not the parsed response of a failed one). pynamodb asks for ``ReturnConsumedCapacity=TOTAL``
+on every data call itself; a direct call that does not is given it here, so its units are seen
+too (it changes what DynamoDB reports, nothing of what it does).
 
 DynamoDB Local does return ``ConsumedCapacity`` (checked: PutItem, GetItem, Query, BatchWriteItem,
 UpdateItem, TransactWriteItems), except on a failed conditional write, which AWS still bills; for
 those we estimate 1 WCU (every item the engine writes is under 1 KB) and mark the figure estimated.
+For TransactWriteItems Local reports 2 units whatever the number of items (checked: 1 to 4
+updates); AWS bills 2 WCU per item (per KB), so a transaction counts 2 WCU per item here, or what
+Local reports when that is more (the engine's transaction items are under 1 KB, in no index).
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from pynamodb.connection.base import Connection
 
 READ_OPS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 WRITE_OPS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+DATA_OPS = READ_OPS | WRITE_OPS
 
 
 @dataclass(frozen=True)
@@ -83,29 +90,35 @@ class DynamoDBRecorder:
     def install(self) -> DynamoDBRecorder:
         if self._original is not None:
             return self
-        original = Connection._make_api_call
+        original = BaseClient._make_api_call  # type: ignore[attr-defined]  # botocore: untyped
         self._original = original
         recorder = self
 
-        def recording_call(conn: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
+        def recording_call(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+            if client.meta.service_model.service_name != "dynamodb":
+                return original(client, operation_name, api_params)
+            if operation_name in DATA_OPS and "ReturnConsumedCapacity" not in api_params:
+                api_params = {**api_params, "ReturnConsumedCapacity": "TOTAL"}
             try:
-                data = original(conn, operation_name, operation_kwargs)
+                data = original(client, operation_name, api_params)
             except ClientError:
                 # AWS bills a failed conditional write (at least 1 WCU); Local reports nothing
                 recorder._add(Call(operation_name, 1.0 if operation_name in WRITE_OPS else 0.0, True, True))
                 raise
             units = _reported_units(data)
+            if operation_name == "TransactWriteItems" and units is not None:
+                units = max(units, 2.0 * len(api_params.get("TransactItems", ())))
             recorder._add(
                 Call(operation_name, units or 0.0, units is None and operation_name in WRITE_OPS, False)
             )
             return data
 
-        Connection._make_api_call = recording_call  # type: ignore[method-assign,assignment]
+        BaseClient._make_api_call = recording_call  # type: ignore[attr-defined]
         return self
 
     def uninstall(self) -> None:
         if self._original is not None:
-            Connection._make_api_call = self._original  # type: ignore[method-assign]
+            BaseClient._make_api_call = self._original  # type: ignore[attr-defined]
             self._original = None
 
     def _add(self, call: Call) -> None:

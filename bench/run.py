@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cost = ddb_cost.run(table, recorder, sizes=sizes, progress=_progress)
                 out["dynamodb_cost"] = cost.to_json()
                 _print_table("DynamoDB cost per event (DynamoDB Local)", ddb_cost.render(cost))
+                _print_table(
+                    "What status and history add per event (instance tracking on vs off)",
+                    ddb_cost.render_extra(cost),
+                )
             if "first" in only:
                 with stack.fresh_table() as table:
                     first = first_event.run(table, runs=3 if args.quick else 5, progress=_progress)

@@ -69,7 +69,8 @@ class Settings:
     repush_interval: int = DEFAULT_REPUSH_INTERVAL
     worker_interval: int = DEFAULT_WORKER_INTERVAL
     sync_start_max: int = 200
-    """Starts of more ids answer 202 and run through the queue in chunks (issue 12)."""
+    """Starts of more ids answer 202 and run through the queue in chunks (issue 12); 50 by
+    default in MicroMDM mode, where every id and command is a request of its own."""
     history_days: int = DEFAULT_HISTORY_DAYS
     """Days an instance and its ids' outcomes are kept (DynamoDB TTL)."""
     debug: bool = False
@@ -106,7 +107,14 @@ class Settings:
             repush_interval=_seconds(e, "NANOCMD_REPUSH_INTERVAL", DEFAULT_REPUSH_INTERVAL),
             worker_interval=_seconds(e, "NANOCMD_WORKER_INTERVAL", DEFAULT_WORKER_INTERVAL),
             history_days=_whole(e, "NANOCMD_HISTORY_DAYS", DEFAULT_HISTORY_DAYS, "days"),
-            sync_start_max=_whole(e, "NANOCMD_SYNC_START_MAX", 200, "ids", minimum=0),
+            # MicroMDM takes one id per request: 50 ids of a 2-command start stay well under 29 s
+            sync_start_max=_whole(
+                e,
+                "NANOCMD_SYNC_START_MAX",
+                50 if env_flag(e.get("NANOCMD_MICROMDM")) else 200,
+                "ids",
+                minimum=0,
+            ),
             debug=env_flag(e.get("NANOCMD_DEBUG")),
             dump_webhook=env_flag(e.get("NANOCMD_DUMP_WEBHOOK")),
             listen=e.get("NANOCMD_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN,

@@ -28,6 +28,9 @@ tracer = function_tracer()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 MAX_RECEIVES = 5
 """The events queue's maxReceiveCount (template.yaml): the try after which SQS dead-letters."""
+CHUNK_TIME_MS = 12_000
+"""Time a start chunk may take; with less left in the invocation it goes back to the queue."""
+_context: dict[str, Any] = {}
 
 
 @cache
@@ -80,8 +83,18 @@ def record_handler(record: SQSRecord) -> None:
         logger.remove_keys(["enrollment_id", "topic"])
 
 
+class ChunkDeferred(Exception):
+    """Too little time left in this invocation for a start chunk: the queue hands it out again."""
+
+
 def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
     receives = int(record.attributes.approximate_receive_count or 1)
+    lambda_context = _context.get("lambda")
+    left = lambda_context.get_remaining_time_in_millis() if lambda_context is not None else None
+    if left is not None and left < CHUNK_TIME_MS and receives < MAX_RECEIVES:
+        # a timeout would kill the batch (and the chunk's last-try accounting with it)
+        logger.info("start chunk handed back: too little time left", extra={"chunk": chunk.chunk, "ms": left})
+        raise ChunkDeferred(chunk.instance_id)
     try:
         _app().engine.start_chunk(chunk, receives)
     except Exception as exc:
@@ -93,6 +106,7 @@ def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
 
 @instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _context["lambda"] = context
     with _app().engine.reports_ahead(report_keys(event.get("Records") or [])):
         return dict(
             process_partial_response(

@@ -294,6 +294,55 @@ def test_events_function_reads_the_queue(tpl: dict[str, Any]) -> None:
     assert ev["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
+def test_mdm_server_load_is_bounded(tpl: dict[str, Any]) -> None:
+    """Issue 12 item 6: the deployer bounds the engine's concurrent MDM-server requests. The bound
+    is the SQS event source's MaximumConcurrency (past it Lambda reads no more messages: a fleet
+    start waits in the queue); reserving concurrency is optional and then exactly that number,
+    never less (reserved below the maximum throttles batches toward the dead-letter queue)."""
+    p = tpl["Parameters"]
+    assert p["MaxEventsConcurrency"] == {
+        **p["MaxEventsConcurrency"],
+        "Type": "Number",
+        "Default": 10,
+        "MinValue": 2,  # the event source's MaximumConcurrency range
+        "MaxValue": 1000,
+    }
+    assert p["ReserveEventsConcurrency"]["Default"] == "false"  # needs the account's spare concurrency
+    assert set(p["ReserveEventsConcurrency"]["AllowedValues"]) == {"true", "false"}
+    assert p["ApiReservedConcurrency"] == {
+        **p["ApiReservedConcurrency"],
+        "Type": "Number",
+        "Default": 0,
+        "MinValue": 0,
+    }
+
+    (ev,) = _events(tpl, "EventsFunction").values()
+    assert ev["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxEventsConcurrency"}}
+    assert ev["Properties"]["BatchSize"] == 10  # one batch per invocation, its messages in series
+
+    conditions = tpl["Conditions"]
+    assert conditions["ReservesEventsConcurrency"] == {
+        "Fn::Equals": [{"Ref": "ReserveEventsConcurrency"}, "true"]
+    }
+    assert fn_prop(tpl, "EventsFunction", "ReservedConcurrentExecutions") == {
+        "Fn::If": ["ReservesEventsConcurrency", {"Ref": "MaxEventsConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert conditions["HasApiReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]
+    }
+    assert fn_prop(tpl, "ApiFunction", "ReservedConcurrentExecutions") == {
+        "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    # the intake and the sweeper are not bounded by these: NanoMDM's webhooks are always taken in
+    for logical_id in ("WebhookFunction", "SweeperFunction"):
+        assert fn_prop(tpl, logical_id, "ReservedConcurrentExecutions") is None
+    assert "ReservedConcurrentExecutions" not in tpl["Globals"]["Function"]
+
+    groups = tpl["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = {name for g in groups for name in g["Parameters"]}
+    assert {"MaxEventsConcurrency", "ReserveEventsConcurrency", "ApiReservedConcurrency"} <= grouped
+
+
 def test_sweeper_schedule(tpl: dict[str, Any]) -> None:
     (ev,) = _events(tpl, "SweeperFunction").values()
     assert ev["Type"] == "ScheduleV2"

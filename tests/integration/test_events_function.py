@@ -198,3 +198,38 @@ def test_when_the_batch_lookup_fails_each_report_looks_itself_up(
     assert reply["batchItemFailures"] == []
     assert sorted(recorder.completed) == [("A", uuid), ("B", uuid)]
     assert dynamodb_calls["GetItem"] == 2
+
+
+def test_start_chunks_run_and_one_without_time_left_goes_back_to_the_queue(events_fn: Any) -> None:
+    """A batch of start chunks (issue 12): each is started; with too little of the invocation
+    left, a chunk is handed back (a batch item failure) rather than cut off by a timeout."""
+    from nanocmd_core.engine.fleet_start import StartChunk
+
+    engine = events_fn._app().engine
+    devinfolog = "io.micromdm.wf.devinfolog.v1"
+    engine.start_queue = None  # the chunks are built here, not queued
+    instances = engine.instances
+    from nanocmd_core.storage.instance_store import StartRecord
+
+    instances.open_async(StartRecord("inst-1", devinfolog, "api", b"", 4, 0, 0), 2, engine.clock())
+    chunks = [
+        StartChunk("inst-1", devinfolog, 0, ["S1", "S2"]),
+        StartChunk("inst-1", devinfolog, 1, ["S3", "S4"]),
+    ]
+    batch = [message(n, c.to_message().body.encode(), c.to_message().group_id) for n, c in enumerate(chunks)]
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), LambdaContext("EventsFunction"))
+    assert reply["batchItemFailures"] == []
+    status = engine.instance_status("inst-1")
+    assert status is not None and (status.counts.started, status.counts.pending) == (4, 0)
+
+    instances.open_async(StartRecord("inst-2", devinfolog, "api", b"", 1, 0, 0), 1, engine.clock())
+    late = StartChunk("inst-2", devinfolog, 0, ["S5"])
+    short = LambdaContext("EventsFunction", timeout=5)  # 5 s left: less than a chunk may take
+    batch = [
+        message(9, late.to_message().body.encode(), "g"),
+        message(10, connect_webhook("Z", "not-ours", report("not-ours", "Z")), "Z"),  # runs meanwhile
+    ]
+    reply = events_fn.handler(sqs_event(batch, QUEUE_ARN), short)
+    assert [f["itemIdentifier"] for f in reply["batchItemFailures"]] == ["m9"]
+    status = engine.instance_status("inst-2")
+    assert status is not None and status.counts.pending == 1  # nothing started, nothing lost

@@ -5,6 +5,7 @@ Figures are for ``make bench`` to print; a timing asserted here would be flaky o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +32,71 @@ def test_dynamodb_cost_counts_calls_for_every_kind(table_name: str, recorder: Dy
     headers, rows, _ = ddb_cost.render(cost)
     assert len(rows) == len(ddb_cost.KINDS)
     assert "|" not in report.table(headers, rows).splitlines()[0]
+
+    # issue 11: the reads of status, instance progress and history, whatever the fleet
+    calls = {kind: by_size[10].calls for kind, by_size in cost.results.items()}
+    assert calls["status, 1 id"] == {"Query": 1.0}
+    assert calls["status, 10 ids (per id)"] == {"Query": 1.0}
+    assert cost.status_verdict()[0], cost.status_verdict()[1]
+    assert calls["instance progress"] == {"GetItem": 1.0, "BatchGetItem": 1.0}
+    assert calls["instance ids page"] == {
+        "GetItem": 1.0,
+        "BatchGetItem": 1.0,
+        "Query": float(ddb_cost.IDS_PAGE_QUERIES),
+    }
+    assert calls["history page"] == {"Query": 4.0, "BatchGetItem": 1.0}
+    assert calls["cancel, 1 id"]["TransactWriteItems"] == 1.0
+
+    # what instance tracking adds: one write per step end, none per NotNow or untracked report
+    assert set(cost.untracked) == set(ddb_cost.EXTRAS)
+    for kind in ddb_cost.EXTRAS:
+        ok, verdict = cost.extra_verdict(kind)
+        assert ok, f"{kind}: {verdict}, {cost.extra(kind)[10].calls}"
+    extra = {kind: cost.extra(kind)[10] for kind in ddb_cost.EXTRAS}
+    for kind in ("untracked report", "NotNow report", "non-final report (1st of 3)", "status, 1 id"):
+        assert extra[kind].calls == {}, kind
+        assert extra[kind].wcu == extra[kind].rcu == 0.0, kind
+    for kind in ("final report, 1-command step", "sweep, one due timeout", "cancel, 1 id"):
+        assert extra[kind].calls == {"TransactWriteItems": 1.0}, kind
+        assert extra[kind].wcu == 4.0, kind  # two items, 2 WCU each in a transaction
+        assert extra[kind].rcu == 0.0, kind
+    assert extra["final reports, batch of 10 (per report)"].calls == {"TransactWriteItems": 1.0}
+    assert extra["workflow start, 1 id"].calls == {"BatchWriteItem": 1.0}
+    assert extra["TokenUpdate, 2 subscriptions"].calls == {"BatchWriteItem": 2.0}
+    headers, rows, _ = ddb_cost.render_extra(cost)
+    assert [row[0] for row in rows] == list(ddb_cost.EXTRAS)
+    assert all(row[-1].startswith("yes") for row in rows)
+    data = json.loads(json.dumps(cost.to_json()))
+    assert set(data["instance_tracking_extra"]) == set(ddb_cost.EXTRAS)
+    assert data["instance_tracking_extra"]["NotNow report"]["by_size"]["10"]["extra_calls"] == {}
+    assert data["status_one_query_per_id"] is True
+    assert set(data["kinds"]) == set(ddb_cost.KINDS)
+
+
+def test_dynamodb_cost_extra_verdicts_flag_what_tracking_must_not_add() -> None:
+    """The verdicts of the extra table are not vacuous: an extra call fails them."""
+
+    def result(calls: dict[str, float]) -> ddb_cost.KindResult:
+        return ddb_cost.KindResult(calls=calls, rcu=1.0, wcu=1.0, estimated=0.0)
+
+    cost = ddb_cost.CostReport(sizes=[10, 1_000])
+    base = {"GetItem": 1.0, "UpdateItem": 1.0}
+    cost.untracked["NotNow report"] = {10: result(base), 1_000: result(base)}
+    cost.results["NotNow report"] = {10: result(base), 1_000: result({**base, "TransactWriteItems": 1.0})}
+    assert cost.extra_verdict("NotNow report") == (False, "NO: differs across fleet sizes")
+    cost.results["NotNow report"][10] = result({**base, "TransactWriteItems": 1.0})
+    assert not cost.extra_verdict("NotNow report")[0]
+    end = "final report, 1-command step"
+    cost.untracked[end] = {10: result(base), 1_000: result(base)}
+    two = {**base, "TransactWriteItems": 1.0, "PutItem": 1.0}
+    cost.results[end] = {10: result(two), 1_000: result(two)}
+    assert not cost.extra_verdict(end)[0]  # two extra writes for one step end
+    one = {**base, "TransactWriteItems": 1.0}
+    cost.results[end] = {10: result(one), 1_000: result(one)}
+    assert cost.extra_verdict(end) == (True, "yes: 1 write per step end")
+    cost.results["status, 1 id"] = {10: result({"Query": 1.0}), 1_000: result({"Query": 2.0})}
+    cost.results["status, 10 ids (per id)"] = {10: result({"Query": 1.0}), 1_000: result({"Query": 1.0})}
+    assert not cost.status_verdict()[0]
 
 
 def test_first_event_runs_the_events_function_cold(table_name: str) -> None:

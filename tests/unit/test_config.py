@@ -21,5 +21,6 @@ def test_history_days_must_be_a_positive_whole_number(value: str) -> None:
 def test_sync_start_max() -> None:
     assert Settings.from_env({}).sync_start_max == 200
     assert Settings.from_env({"NANOCMD_SYNC_START_MAX": "0"}).sync_start_max == 0  # every start queued
+    assert Settings.from_env({"NANOCMD_MICROMDM": "true"}).sync_start_max == 50
     with pytest.raises(ConfigError, match="NANOCMD_SYNC_START_MAX must be a whole number of ids"):
         Settings.from_env({"NANOCMD_SYNC_START_MAX": "many"})
