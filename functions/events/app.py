@@ -87,6 +87,20 @@ class ChunkDeferred(Exception):
     """Too little time left in this invocation for a start chunk: the queue hands it out again."""
 
 
+def _visible_now(record: SQSRecord) -> None:
+    """A handed-back chunk is due again at once, not after the queue's visibility timeout (180 s:
+    that wait, not the work, would set the pace of a fleet start). Best effort: without it the
+    chunk still comes back, later."""
+    try:
+        from nanocmd_core.aws.clients import aws_client
+
+        aws_client("sqs").change_message_visibility(
+            QueueUrl=settings().queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=0
+        )
+    except Exception as exc:
+        logger.warning("could not make a handed-back chunk visible again", extra={"error": str(exc)})
+
+
 def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
     receives = int(record.attributes.approximate_receive_count or 1)
     lambda_context = _context.get("lambda")
@@ -94,6 +108,7 @@ def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
     if left is not None and left < CHUNK_TIME_MS and receives < MAX_RECEIVES:
         # a timeout would kill the batch (and the chunk's last-try accounting with it)
         logger.info("start chunk handed back: too little time left", extra={"chunk": chunk.chunk, "ms": left})
+        _visible_now(record)
         raise ChunkDeferred(chunk.instance_id)
     try:
         _app().engine.start_chunk(chunk, receives)
