@@ -97,12 +97,12 @@ def start_routes(kit: RouteKit) -> None:
         return json_response(status, body, location)
 
     def _start(name: str, ids: list[str], context: bytes) -> Answer:
-        if len(set(ids)) > kit.settings.sync_start_max:
-            return _start_async(name, ids, context)
-        engine = kit.services().engine
         log = {"workflow": name, "enrollment_ids": ids[:50], "id_count": len(ids)}
         try:
-            result = engine.start_workflow(name, ids, context)
+            if len(set(ids)) > kit.settings.sync_start_max:  # 202 at once, the ids through the queue
+                instance_id = kit.services().engine.start_async(name, ids, context)
+                return 202, {"instance_id": instance_id, "status_url": f"/v1/instance/{instance_id}"}
+            result = kit.services().engine.start_workflow(name, ids, context)
         except NoSuchWorkflowError as exc:
             return 404, {"error": str(exc)}
         except AlreadyStartedError as exc:
@@ -126,16 +126,3 @@ def start_routes(kit: RouteKit) -> None:
             body["error"] = "MDM server did not accept the commands; the engine retries the send"
             return 502, body
         return 200, body
-
-    def _start_async(name: str, ids: list[str], context: bytes) -> Answer:
-        """Past NANOCMD_SYNC_START_MAX ids: 202 at once, the ids go through the queue."""
-        engine = kit.services().engine
-        try:
-            instance_id = engine.start_async(name, ids, context)
-        except NoSuchWorkflowError as exc:
-            return 404, {"error": str(exc)}
-        except InvalidIDsError as exc:
-            return 400, {"error": str(exc)}
-        except StartError as exc:
-            return (400 if exc.client_error else 500), {"error": str(exc)}
-        return 202, {"instance_id": instance_id, "status_url": f"/v1/instance/{instance_id}"}
