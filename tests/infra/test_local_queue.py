@@ -365,6 +365,37 @@ def test_with_a_data_dir_messages_and_objects_survive_a_restart(tmp_path: Path) 
         assert s3.get_object(Bucket="durable", Key="a/b.bin")["Body"].read() == blob
 
 
+def test_with_a_data_dir_a_message_handed_back_is_received_again_and_kept(tmp_path: Path) -> None:
+    """``make run``'s durable queue: a visibility change to 0 (a start chunk handed back, a batch
+    released on stop) makes the message receivable at once, with its receive count, also after a
+    restart. fauxqs 2.4.1 alone lost such a message (infra/local/fauxqs.mjs patches it)."""
+    data = tmp_path / "queue"
+    with Fauxqs(data_dir=data, log_path=tmp_path / "fauxqs.log") as fq:
+        sqs = _sqs(fq.endpoint_url)
+        url = _make_queue(sqs, "handback.fifo")
+        for i in range(3):
+            _send(url, f"m{i}", f"g{i}", client=sqs)
+        first = {m["Body"]: m for m in _receive(url, client=sqs)}
+        assert sorted(first) == ["m0", "m1", "m2"]
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["m0"]["ReceiptHandle"], VisibilityTimeout=0)
+        reply = sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[{"Id": "a", "ReceiptHandle": first["m1"]["ReceiptHandle"], "VisibilityTimeout": 0}],
+        )
+        assert not reply.get("Failed")
+        again = {m["Body"]: m for m in _receive(url, client=sqs)}
+        assert sorted(again) == ["m0", "m1"]
+        assert {m["Attributes"]["ApproximateReceiveCount"] for m in again.values()} == {"2"}
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=again["m0"]["ReceiptHandle"], VisibilityTimeout=0)
+        _delete(url, [again["m1"], first["m2"]], client=sqs)
+    with Fauxqs(data_dir=data, log_path=tmp_path / "again.log") as fq2:
+        sqs = _sqs(fq2.endpoint_url)
+        url = sqs.get_queue_url(QueueName="handback.fifo")["QueueUrl"]
+        [kept] = _drain(url, client=sqs)
+        assert kept["Body"] == "m0"
+        assert kept["Attributes"]["ApproximateReceiveCount"] == "3"
+
+
 def test_without_a_data_dir_nothing_is_kept(tmp_path: Path) -> None:
     with Fauxqs(log_path=tmp_path / "1.log") as fq:
         _make_queue(_sqs(fq.endpoint_url), "gone.fifo")
