@@ -41,6 +41,7 @@ from infra.local.event_source import DEFAULT_CONCURRENCY
 from infra.local.stack_process import StackProcess
 from nanocmd_core.config import Settings
 from nanocmd_core.engine.fleet_start import CHUNK_IDS
+from nanocmd_core.storage.lock_store import LOCK_TRANSACTION_ITEMS
 from tests.fakes.mdm_server import FakeMDMServer
 
 SIZES = (1_000, 10_000, 100_000)
@@ -119,7 +120,8 @@ class CountingMDM(FakeMDMServer):
 def floor_per_id(ids: int, chunk: int = CHUNK_IDS, commands: int = len(COMMANDS)) -> dict[str, Any]:
     """The fewest DynamoDB calls and units per id the design allows for an asynchronous start.
 
-    Per id: the conditional lock PutItem (1 WCU); 25 to a BatchWriteItem, the ``in_flight``
+    Per id: the conditional lock Put, 100 to a TransactWriteItems (2 WCU an item, the
+    transaction's price; storage/lock_store.py); 25 to a BatchWriteItem, the ``in_flight``
     outcome, the step target, one record per command and the start record (1 WCU each, all under
     1 KB), plus the step target's two KEYS_ONLY index entries (timeout ``gsi1``, re-push ``gsi2``:
     1 WCU each); the SC-3 BatchGetItem of the command records, 100 keys a call, strongly
@@ -129,7 +131,11 @@ def floor_per_id(ids: int, chunk: int = CHUNK_IDS, commands: int = len(COMMANDS)
     chunks = -(-ids // chunk)
     items = 1 + 1 + commands + 1
     calls = {
-        "PutItem": 1 + 1 / ids,
+        "TransactWriteItems": sum(
+            -(-min(chunk, ids - k) // LOCK_TRANSACTION_ITEMS) for k in range(0, ids, chunk)
+        )
+        / ids,
+        "PutItem": 1 / ids,
         "BatchWriteItem": items / BATCH_ITEMS,
         "BatchGetItem": commands / BATCH_GET_KEYS,
         "GetItem": chunks / ids,
@@ -139,7 +145,7 @@ def floor_per_id(ids: int, chunk: int = CHUNK_IDS, commands: int = len(COMMANDS)
         "calls": calls,
         "total_calls": sum(calls.values()),
         "rcu": commands + chunks / ids,
-        "wcu": 1 + items + 2 + chunks / ids + 3 / ids,
+        "wcu": 2 + items + 2 + chunks / ids + 3 / ids,
     }
 
 
@@ -486,8 +492,8 @@ def render(result: FleetStartsResult) -> tuple[list[str], list[list[Any]], list[
     if any(r.handed_back for r in measured):
         notes.append(
             "hand-backs: a consumer takes up to 10 chunks a batch and hands back those it has no time"
-            " left for (functions/events/app.py: under CHUNK_TIME_MS of the 30 s); they come back only"
-            " after the queue's 180 s visibility timeout."
+            " left for (functions/events/app.py: under CHUNK_TIME_MS of the 30 s), visible again at once"
+            " for the next consumer."
         )
     notes += [
         f"The make run stack (durable data directory, {result.consumers} events consumers) over HTTP: one"
@@ -496,7 +502,8 @@ def render(result: FleetStartsResult) -> tuple[list[str], list[list[Any]], list[
         "DynamoDB: every call of every stack process from the POST to the empty queue (bench/ddb_tally.py),"
         " units as DynamoDB Local reports them (* a failed conditional write, estimated at 1 WCU); Local"
         " reports no RCU for a key it does not find, which AWS bills all the same: RCU/id AWS counts every"
-        " key of a GetItem/BatchGetItem (1 strongly consistent, 0.5 not). Floor: lock PutItem; 5 items"
+        " key of a GetItem/BatchGetItem (1 strongly consistent, 0.5 not). Floor: the lock Puts, 100"
+        " a TransactWriteItems (2 WCU each); 5 items"
         " (outcome, step target, 2 command records, start record) 25 a BatchWriteItem, + the step target's"
         " 2 index entries; the SC-3 BatchGetItem (100 keys, 1 RCU each); per chunk a GetItem and an"
         " UpdateItem of the instance (floor_per_id).",

@@ -174,9 +174,9 @@ class FleetStarts:
 
     @staticmethod
     def floor_calls() -> dict[str, float]:
-        """Per id: the conditional lock put, and the unconditional items (step target, one record
-        per command, start record) 25 to a BatchWriteItem."""
-        return {"PutItem": 1.0, "BatchWriteItem": (1 + INVENTORY_COMMANDS + 1) / 25}
+        """Per id: the conditional lock put (100 to a TransactWriteItems), and the unconditional
+        items (step target, one record per command, start record) 25 to a BatchWriteItem."""
+        return {"TransactWriteItems": 0.01, "BatchWriteItem": (1 + INVENTORY_COMMANDS + 1) / 25}
 
     def to_json(self) -> dict[str, Any]:
         return {

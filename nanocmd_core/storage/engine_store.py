@@ -4,14 +4,14 @@ DynamoDB calls per event (see models.py for the items). None depends on the numb
 devices or of steps in flight: each is a key lookup, a Query of one enrollment's partition, or a
 Query of a sparse index that holds only what is due.
 
-- workflow start, per id: PutItem lock (conditional; exclusive workflows only), the enqueue
-  below, start record (BatchWriteItem), DeleteItem lock if Start enqueued nothing. The lock puts
-  of one start run together on a small thread pool (``fan_out``).
+- workflow start, per id: the lock (conditional; exclusive workflows only: a PutItem each for a
+  few ids, TransactWriteItems of 100 for more, lock_store.py), the enqueue below, start record
+  (BatchWriteItem), DeleteItem lock if Start enqueued nothing.
 - enqueue, per id: step target + one command record per command, 25 items to a BatchWriteItem
   (the calls run together), after one consistent BatchGetItem per 100 command records: a batch
   write takes no condition, and a tracked (id, UUID) is never overwritten (SC-3). A delayed step
-  adds one PutItem of its raw commands. So a 100-id start of a 2-command step costs 100
-  conditional PutItems + 2 BatchGetItems + 12 + 4 BatchWriteItems.
+  adds one PutItem of its raw commands. So a 100-id start of a 2-command step costs 1
+  TransactWriteItems of 100 locks + 2 BatchGetItems + 12 + 4 BatchWriteItems.
 - untracked report: GetItem command record (strongly consistent). That is all. The events
   function looks up a whole batch's reports in one BatchGetItem instead (``prefetched_commands``).
 - tracked report (NotNow, or not the last): GetItem + UpdateItem step target.
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
@@ -46,19 +46,16 @@ from nanocmd_core.storage.dynamo import (
     batch_write,
     fan_out,
 )
+from nanocmd_core.storage.lock_store import LockStoreMixin
 from nanocmd_core.storage.models import (
     COMMAND,
     ENROLLMENT,
-    LOCK,
-    START,
     STEP,
     USER_CHANNEL,
     CommandRecord,
     StepCommand,
     StepTarget,
     UserChannel,
-    WorkflowLock,
-    WorkflowStart,
     enrollment_pk,
 )
 from nanocmd_core.storage.partition_store import PartitionStoreMixin
@@ -205,7 +202,7 @@ def _done_count() -> Any:
     return size(StepTarget.done)  # type: ignore[no-untyped-call]
 
 
-class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin):
+class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin):
     """The engine's tracking data in one DynamoDB table (models.py)."""
 
     # --- steps -----------------------------------------------------------------------------
@@ -447,60 +444,6 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin):
                 condition=StepTarget.pk.exists() & state & _lease_free(lease, now),
             )
         return None if write.failed else _target_state(target)
-
-    # --- exclusivity and start records -------------------------------------------------------
-
-    def acquire_locks(
-        self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime, expires: datetime
-    ) -> list[str]:
-        """Take the running lock of ``workflow`` for each id with a conditional put; returns the
-        ids that were busy (GAP-1: concurrent starts cannot both pass)."""
-
-        def take(enrollment_id: str) -> bool:
-            lock = WorkflowLock(
-                enrollment_pk(enrollment_id),
-                LOCK + workflow,
-                instance_id=instance_id,
-                acquired_at=_epoch(now),
-                ttl=expires,
-            )
-            with _conditional() as write:
-                # a retried chunk of an asynchronous start takes its own locks again
-                free = WorkflowLock.pk.does_not_exist() | (WorkflowLock.ttl < now)
-                lock.save(condition=free | (WorkflowLock.instance_id == instance_id))
-            return not write.failed
-
-        taken = fan_out(take, ids)
-        return [i for i, ok in zip(ids, taken, strict=True) if not ok]
-
-    def release_lock(self, workflow: str, enrollment_id: str, instance_id: str) -> None:
-        lock = WorkflowLock(enrollment_pk(enrollment_id), LOCK + workflow)
-        with _conditional():
-            lock.delete(condition=WorkflowLock.instance_id == instance_id)
-
-    def outstanding(self, workflow: str, ids: Sequence[str], now: datetime) -> list[str]:
-        """SC-4: ids for which ``workflow`` still runs (its lock is held)."""
-        keys = [(enrollment_pk(i), LOCK + workflow) for i in dict.fromkeys(ids)]
-        busy = {
-            lock.pk.removeprefix("ENR#")
-            for lock in WorkflowLock.batch_get(keys, consistent_read=True)
-            if lock.ttl is None or lock.ttl > now
-        }
-        return [i for i in dict.fromkeys(ids) if i in busy]
-
-    def record_started(self, workflow: str, ids: Sequence[str], when: datetime) -> None:
-        """SC-7: upsert the last start time (whole seconds) for each id (batched)."""
-        batch_write(
-            puts=[WorkflowStart(enrollment_pk(i), START + workflow, started_at=_epoch(when)) for i in ids]
-        )
-
-    def last_started(self, enrollment_id: str, workflow: str) -> datetime | None:
-        """SC-6: None when never started."""
-        try:
-            rec = WorkflowStart.get(enrollment_pk(enrollment_id), START + workflow)
-        except WorkflowStart.DoesNotExist:
-            return None
-        return datetime.fromtimestamp(int(rec.started_at), tz=UTC)
 
     # --- helpers -------------------------------------------------------------------------------
 

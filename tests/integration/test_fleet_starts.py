@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -63,8 +63,9 @@ def _counting_calls() -> Iterator[Counter[str]]:
 
 
 def test_a_250_id_start_batches_every_unconditional_write(harness: Harness) -> None:
-    """Per id: one conditional lock put; the step target, its command record and the start
-    record go 25 to a BatchWriteItem (plus the SC-3 lookup of the records, 100 to a BatchGetItem);
+    """Per id: a conditional lock put, 100 to a TransactWriteItems; the step target, its command
+    record and the start record go 25 to a BatchWriteItem (plus the SC-3 lookup of the records,
+    100 to a BatchGetItem);
     before the workflow runs, the instance and its ids' ``in_flight`` outcomes, batched too."""
     ids = [f"FLEET-{n:03d}" for n in range(250)]
     with _counting_calls() as calls:
@@ -72,10 +73,10 @@ def test_a_250_id_start_batches_every_unconditional_write(harness: Harness) -> N
     assert sorted(result.started_ids) == ids
     items = len(ids) * (1 + 1 + 1)  # target, command record, start record
     opened = 1 + len(ids)  # the instance item, an outcome per id
-    assert calls["PutItem"] == len(ids)  # the locks, and nothing else
+    assert calls["TransactWriteItems"] == math.ceil(len(ids) / 100)  # the locks, and nothing else
     assert calls["BatchWriteItem"] <= math.ceil(items / 25) + math.ceil(opened / 25)
     assert calls["BatchGetItem"] == math.ceil(len(ids) / 100)
-    assert set(calls) == {"PutItem", "BatchWriteItem", "BatchGetItem"}
+    assert set(calls) == {"TransactWriteItems", "BatchWriteItem", "BatchGetItem"}
     # everything is there: locks held, commands tracked, start records written
     now = datetime.now(UTC)
     store = harness.engine.store
@@ -84,6 +85,77 @@ def test_a_250_id_start_batches_every_unconditional_write(harness: Harness) -> N
         (sent,) = harness.uuids(i)
         assert store.lookup_command(i, sent) is not None
         assert store.last_started(i, StepsWorkflow.name) is not None
+
+
+def _lock_holders(ids: list[str]) -> dict[str, str]:
+    """Who holds StepsWorkflow's lock of each id, read back from the table."""
+    keys = [{"pk": {"S": f"ENR#{i}"}, "sk": {"S": f"LOCK#{StepsWorkflow.name}"}} for i in ids]
+    held: dict[str, str] = {}
+    for k in range(0, len(keys), 100):
+        reply = _client().batch_get_item(
+            RequestItems={StepTarget.Meta.table_name: {"Keys": keys[k : k + 100], "ConsistentRead": True}}
+        )
+        for item in reply["Responses"][StepTarget.Meta.table_name]:
+            held[item["pk"]["S"].removeprefix("ENR#")] = item["instance_id"]["S"]
+    return held
+
+
+def test_locks_in_transactions_skip_exactly_the_busy_ids(harness: Harness) -> None:
+    """230 ids, 3 groups: a transaction cancelled by some held locks is sent again without them;
+    an expired lock is free; a lock the same instance holds is its own (a retried chunk)."""
+    store = harness.engine.store
+    now = datetime.now(UTC)
+    ids = [f"TXL-{n:03d}" for n in range(230)]
+    held_by_other = ids[5:200:17]
+    store.acquire_locks(StepsWorkflow.name, "OTHER", held_by_other, now, now + timedelta(hours=1))
+    expired = ids[7:200:23]
+    store.acquire_locks(StepsWorkflow.name, "OLD", expired, now - timedelta(days=2), now - timedelta(days=1))
+    mine = ids[220:]
+    store.acquire_locks(StepsWorkflow.name, "MINE", mine, now, now + timedelta(hours=1))
+    with _counting_calls() as calls:
+        busy = store.acquire_locks(StepsWorkflow.name, "MINE", ids, now, now + timedelta(hours=1))
+    assert busy == held_by_other
+    holders = _lock_holders(ids)
+    assert {i for i, who in holders.items() if who == "OTHER"} == set(held_by_other)
+    assert {i for i, who in holders.items() if who == "MINE"} == set(ids) - set(held_by_other)
+    # every group with a busy id was cancelled once and sent again; no single puts were needed
+    assert calls["TransactWriteItems"] == 3 + 2 and calls["PutItem"] == 0
+
+
+def test_a_few_ids_take_their_locks_one_put_each(harness: Harness) -> None:
+    """Under LOCK_TRANSACTION_MIN ids: single conditional puts (1 WCU each, not a transaction's 2)."""
+    now = datetime.now(UTC)
+    ids = [f"FEW-{n}" for n in range(3)]
+    with _counting_calls() as calls:
+        assert (
+            harness.engine.store.acquire_locks(StepsWorkflow.name, "I", ids, now, now + timedelta(hours=1))
+            == []
+        )
+    assert calls == Counter({"PutItem": 3})
+    assert harness.engine.store.acquire_locks(StepsWorkflow.name, "J", ids, now, now) == ids
+
+
+def test_racing_lock_transactions_give_each_id_one_holder(harness: Harness) -> None:
+    """Six instances take overlapping locks at once (transactions conflicting on shared items):
+    each id ends with one holder, and each instance was told busy for exactly the ids it lost."""
+    now = datetime.now(UTC)
+    ids = [f"RACE-{n:03d}" for n in range(300)]
+    requests = {f"I{k}": ids[k * 30 : k * 30 + 150] for k in range(6)}
+    barrier = threading.Barrier(len(requests))
+
+    def take(instance: str) -> list[str]:
+        barrier.wait()
+        return harness.engine.store.acquire_locks(
+            StepsWorkflow.name, instance, requests[instance], now, now + timedelta(hours=1)
+        )
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        busy = dict(zip(requests, pool.map(take, requests), strict=True))
+    holders = _lock_holders(ids)
+    assert set(holders) == {i for r in requests.values() for i in r}
+    for instance, asked in requests.items():
+        won = {i for i in asked if holders[i] == instance}
+        assert set(busy[instance]) == set(asked) - won
 
 
 def test_overlapping_concurrent_starts_give_each_id_exactly_one_instance(harness: Harness) -> None:

@@ -13,13 +13,14 @@ from bench.recorder import Call
 
 
 def test_fleet_starts_floor_and_table_without_a_stack() -> None:
-    """The floor is the design's (per id: lock put, 5 items 25 a batch, SC-3 reads) and a skipped
-    size is listed with its reason."""
+    """The floor is the design's (per id: lock put in a transaction, 5 items 25 a batch, SC-3
+    reads) and a skipped size is listed with its reason."""
     floor = fleet_starts.floor_per_id(10_000)
     assert floor["calls"]["BatchWriteItem"] == pytest.approx(0.2)
     assert floor["calls"]["BatchGetItem"] == pytest.approx(0.02)
     assert floor["calls"]["GetItem"] == floor["calls"]["UpdateItem"] == pytest.approx(50 / 10_000)
-    assert floor["wcu"] == pytest.approx(8.0, abs=0.01)
+    assert floor["calls"]["TransactWriteItems"] == pytest.approx(0.01)  # the locks, 100 a call
+    assert floor["wcu"] == pytest.approx(9.0, abs=0.01)  # 2 a lock (transactional), 7 the rest
     result = fleet_starts.FleetStartsResult(sizes=[fleet_starts.skipped(100_000)])
     headers, rows, notes = fleet_starts.render(result)
     assert rows[0][0] == 100_000 and rows[0][-1] == "skipped" and len(rows[0]) == len(headers)
