@@ -129,3 +129,40 @@ def test_state_and_work_in_flight_survive_a_restart(tmp_path: Path, fake_mdm: Fa
         assert call(fresh.base_url, "GET", "/v1/profile/com.example.kept")[0] == 404
         assert inventory(fresh, done) == {}
         assert start(fresh, INVENTORY, waiting)[0] == 200
+
+
+def test_a_fleet_start_stopped_midway_finishes_after_a_restart(
+    tmp_path: Path, fake_mdm: FakeMDMServer
+) -> None:
+    """Ctrl-C while the chunks of a 2,400-id asynchronous start are being worked through: the
+    consumer finishes the batch in hand (a chunk it has no time for goes back to the durable queue)
+    and the chunks it never received stay queued; after ``make run`` again every id gets its
+    commands exactly once and the counts add up."""
+    data = tmp_path / "data"
+    ids = [f"MIDWAY-{n:04d}" for n in range(2400)]  # 12 chunks of 200: more than a batch of 10
+    body = json.dumps({"ids": ids}).encode()
+    with _stack(data, fake_mdm, "--events-concurrency", "1") as first:
+        status, _, accepted = call(
+            first.base_url,
+            "POST",
+            f"/v1/workflow/{INVENTORY}/start",
+            body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 202, accepted
+        # stop as soon as the first chunk's commands are at the MDM server, the others not all done
+        fake_mdm.wait_for(lambda: fake_mdm.commands_for(ids[0]), timeout=30)
+    before = sum(1 for i in ids if fake_mdm.commands_for(i))
+    assert 0 < before < len(ids), f"the stop came after {before} ids: not midway"
+
+    with _stack(data, fake_mdm) as second:
+        path = accepted["status_url"]
+        progress = eventually(
+            lambda: (p := call(second.base_url, "GET", path)[2])["counts"]["pending"] == 0 and p, timeout=120
+        )
+        assert progress["counts"]["started"] == len(ids), progress["counts"]
+        assert progress["counts"]["failed"] == progress["counts"]["skipped"] == 0
+        sent = {i: [c["Command"]["RequestType"] for c in fake_mdm.commands_for(i)] for i in ids}
+        assert all(sorted(kinds) == ["DeviceInformation", "SecurityInfo"] for kinds in sent.values()), [
+            (i, k) for i, k in sent.items() if sorted(k) != ["DeviceInformation", "SecurityInfo"]
+        ][:5]
