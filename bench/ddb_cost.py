@@ -160,8 +160,8 @@ FLOORS: dict[str, Floor] = {
     "workflow start, 30 ids (per id)": Floor(
         {"TransactWriteItems": 1 / 30, "BatchGetItem": 1 / 30, "BatchWriteItem": 7 / 30},
         "the 30 conditional lock puts in 1 TransactWriteItems (2 WCU an item); instance + 30"
-        " outcomes in 2 BatchWriteItems (25 a request); 30 records looked up in 1 BatchGetItem; 60 targets and records in 3 BatchWriteItems, 30 start records"
-        " in 2",
+        " outcomes in 2 BatchWriteItems (25 a request); 30 records looked up in 1 BatchGetItem;"
+        " 60 targets and records in 3 BatchWriteItems, 30 start records in 2",
     ),
     "sweep, nothing due": Floor(
         {"Query": SWEEP_QUERIES}, "one Query per shard of each sparse index (delayed, timeout, re-push)"

@@ -20,6 +20,7 @@ from bench import (
     ddb_cost,
     first_event,
     fleet,
+    fleet_starts,
     queue,
     report,
     stack,
@@ -28,7 +29,7 @@ from bench import (
 )
 from bench.recorder import DynamoDBRecorder
 
-ALL = ("ddb", "cold", "first", "throughput", "starts", "fleet", "burst", "queue")
+ALL = ("ddb", "cold", "first", "throughput", "starts", "fleet_starts", "fleet", "burst", "queue")
 
 
 def _progress(message: str) -> None:
@@ -55,7 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
 
     sizes = ddb_cost.QUICK_SIZES if args.quick else ddb_cost.SIZES
-    runs = 3 if args.quick else 10
     devices, api_starts = (100, 50) if args.quick else (1_000, 200)
     info = report.machine()
     out: dict[str, Any] = {"machine": info, "quick": args.quick}
@@ -63,10 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}")
     print(f"date: {info['date']}; load average at start: {' '.join(map(str, info['load_average']))}")
 
-    if "cold" in only:
-        results = cold_start.run(runs=runs, progress=_progress)
+    if "cold" in only:  # as Lambda imports a handler (bench/lambda_sandbox.py), rounds of pairs
+        pairs = 5 if args.quick else cold_start.PAIRS
+        results, no_pyc = cold_start.measure(cold_start.function_names(), pairs, _progress, True)
         out["cold_start"] = [r.to_json() for r in results]
-        _print_table("Cold start (handler module import)", cold_start.render(results, runs))
+        _print_table("Cold start (handler import, as on Lambda)", cold_start.render(results, pairs, no_pyc))
 
     if only & {"ddb", "first", "throughput"}:
         with ExitStack() as services:
@@ -99,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         starts = stack_starts.run(progress=_progress)
         out["starts"] = starts.to_json()
         _print_table("Starts on the local stack (5 x 100 ids)", stack_starts.render(starts))
+
+    if "fleet_starts" in only:  # asynchronous starts of 1,000 / 10,000 ids on the make run stack
+        fs = fleet_starts.run(
+            fleet_starts.QUICK_SIZES if args.quick else fleet_starts.SIZES, progress=_progress
+        )
+        out["fleet_starts"] = fs.to_json()
+        _print_table(
+            "Fleet starts: one request, 202, chunks through the queue (local stack)", fleet_starts.render(fs)
+        )
 
     if "fleet" in only:  # the whole local stack in a subprocess, devices answering over HTTP
         fleet_results = fleet.run(fleet.QUICK_SIZES if args.quick else fleet.SIZES, progress=_progress)

@@ -77,7 +77,8 @@ def function_logger(settings: Settings) -> Logger:
 
 def function_tracer() -> Tracer | None:
     """X-Ray tracing of the handler and of every AWS SDK call (botocore) it makes. Powertools
-    turns it off outside Lambda, so local runs and tests need no X-Ray daemon.
+    turns it off outside Lambda, so local runs and tests need no X-Ray daemon. The webhook intake
+    does without (Lambda's active tracing records it; README, "Cold starts").
 
     ``POWERTOOLS_TRACE_DISABLED=true`` on a function goes further: no tracer at all, so the X-Ray
     SDK is never imported (a few hundred ms of cold start; Lambda's active tracing still records

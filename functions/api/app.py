@@ -1,10 +1,15 @@
-"""ApiFunction: the management API (API Gateway REST proxy)."""
+"""ApiFunction: the management API (API Gateway REST proxy).
+
+The route table is built on the first request (or before the snapshot: this function has SnapStart)."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from nanocmd_core import snapstart
 from nanocmd_core.api.app import create_api
 from nanocmd_core.config import settings
 from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
@@ -20,9 +25,14 @@ def _services() -> App:
     return build_app(settings(), telemetry=telemetry)
 
 
-api = create_api(settings(), _services)
+@cache
+def _api() -> APIGatewayRestResolver:
+    return create_api(settings(), _services)
+
+
+snapstart.prime(_api, clients=("dynamodb", "sqs", "s3", "scheduler"))
 
 
 @instrumented(logger, telemetry, tracer)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return api.resolve(event, context)
+    return _api().resolve(event, context)

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from nanocmd_core import snapstart
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.config import settings
 from nanocmd_core.engine.fleet_start import StartChunk, start_chunk_of
@@ -31,6 +32,7 @@ MAX_RECEIVES = 5
 CHUNK_TIME_MS = 12_000
 """Time a start chunk may take; with less left in the invocation it goes back to the queue."""
 _context: dict[str, Any] = {}
+snapstart.prime(clients=("dynamodb", "sqs", "s3", "scheduler"))
 
 
 @cache

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from functools import cache
 from typing import Any
 
+from nanocmd_core import snapstart
 from nanocmd_core.config import settings
 from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
@@ -14,6 +15,7 @@ from nanocmd_core.wiring import App, build_app
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
 tracer = function_tracer()
+snapstart.prime(clients=("dynamodb", "sqs", "s3", "scheduler"))
 
 
 @cache

@@ -1,4 +1,9 @@
-"""WebhookFunction: MDM server webhooks (API Gateway REST proxy) → the events queue."""
+"""WebhookFunction: MDM server webhooks (API Gateway REST proxy) → the events queue.
+
+Traced by Lambda's active tracing alone, without the X-Ray SDK: the intake's cold start is what a
+fleet checking in waits for, and Lambda's own segment plus the trace header botocore passes to SQS
+keep a webhook connected to the events function that processes it (README, "Tracing").
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from nanocmd_core import snapstart
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.aws.queue import SQSEventQueue
 from nanocmd_core.config import settings
-from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
+from nanocmd_core.observability import MetricsTelemetry, function_logger, instrumented
 from nanocmd_core.webhook.intake import accept_webhook
 
 logger = function_logger(settings())
 telemetry = MetricsTelemetry()
-tracer = function_tracer()
+snapstart.prime(clients=("sqs", "s3"))
 
 
 @cache
@@ -29,7 +35,7 @@ def _blobs() -> S3BlobStore | None:
     return S3BlobStore(bucket) if bucket else None
 
 
-@instrumented(logger, telemetry, tracer)
+@instrumented(logger, telemetry)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = settings()
     raw = event.get("body") or ""

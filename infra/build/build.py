@@ -7,7 +7,8 @@ Two kinds of artifact, neither needs Docker:
     ``functions/NAME/*.py`` (``app.py`` is the handler module) at the artifact root, and the
     ``nanocmd_core`` package beside it: every ``.py`` file, ``py.typed``, and whatever
     ``[tool.setuptools.package-data]`` in pyproject.toml declares for ``nanocmd_core`` (so the artifact
-    holds what a wheel would). ``__pycache__``, ``*.pyc`` and dot-files are never copied.
+    holds what a wheel would). ``__pycache__``, ``*.pyc`` and dot-files of the repo are never copied;
+    the artifact's bytecode is compiled afresh (below).
 
 ``layer ARTIFACTS_DIR``
     The third-party runtime dependencies, i.e. ``[project].dependencies`` of pyproject.toml, pinned by
@@ -15,6 +16,15 @@ Two kinds of artifact, neither needs Docker:
     CPython 3.12 on Linux/arm64 (the Lambda ``python3.12`` runtime on Graviton): pip is told the target
     platform, so this works from any host (x86_64, Python 3.11 here). Installs are cached by a hash of
     their inputs under ``.aws-sam/layer-cache`` (override: ``NANOCMD_LAYER_CACHE``; ``off`` disables).
+
+Bytecode: Lambda's code and layer folders are read-only, so a module without a ``.pyc`` is compiled
+from source at every cold start (``import boto3`` alone takes about four times as long). Both
+artifacts therefore ship ``__pycache__/*.cpython-312.pyc``, compiled by a CPython 3.12 interpreter
+(``NANOCMD_BYTECODE_PYTHON``, else ``python3.12`` on PATH; ``off`` ships sources only): hash-based,
+so they stay valid whatever file times the zip and Lambda give the sources. The layer's are
+``unchecked-hash`` (never compared with their source: the layer is immutable); the function's
+``checked-hash`` (an edit of a source file in the Lambda console is still honoured). Without a 3.12
+interpreter the build says so and ships sources only.
 
 Only the standard library is used, so any Python >= 3.11 with pip can run it.
 """
@@ -48,6 +58,10 @@ IMPLEMENTATION = "cp"
 
 # Installed by wheels but of no use in a layer (console scripts are built for the build host).
 LAYER_PRUNE_DIRS = ("bin",)
+
+BYTECODE_PYTHON_ENV = "NANOCMD_BYTECODE_PYTHON"
+FUNCTION_BYTECODE_MODE = "checked-hash"
+LAYER_BYTECODE_MODE = "unchecked-hash"
 
 
 def log(msg: str) -> None:
@@ -105,6 +119,41 @@ def handler_files(repo: Path, name: str) -> list[Path]:
     return sorted(p for p in src.glob("*.py") if p.is_file() and not p.name.startswith("test_"))
 
 
+def bytecode_python() -> str | None:
+    """A CPython 3.12 interpreter to compile the artifacts' bytecode with (None: ship sources only):
+    ``NANOCMD_BYTECODE_PYTHON``, else ``python3.12`` on PATH, in /usr[/local]/bin or a pyenv version
+    (a pyenv shim of a version that is not active fails the probe and is skipped)."""
+    setting = os.environ.get(BYTECODE_PYTHON_ENV, "").strip()
+    if setting.lower() in {"off", "0", "false", "no"}:
+        return None
+    name = f"python{PYTHON_VERSION}"
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    installed = sorted(str(p) for p in pyenv.glob(f"versions/{PYTHON_VERSION}.*/bin/{name}"))
+    candidates = [setting] if setting else [name, f"/usr/local/bin/{name}", f"/usr/bin/{name}", *installed]
+    for candidate in candidates:
+        path = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+        if path is None:
+            continue
+        probe = "import sys; print(sys.implementation.cache_tag)"
+        try:
+            out = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == f"cpython-{PYTHON_VERSION.replace('.', '')}":
+            return path
+    log(f"no CPython {PYTHON_VERSION} found (set {BYTECODE_PYTHON_ENV}): shipping sources without bytecode,"
+        " so every cold start compiles every module")  # fmt: skip
+    return None
+
+
+def compile_bytecode(root: Path, python: str, mode: str) -> None:
+    """``__pycache__`` beside every source under ``root``, made by ``python`` (its own cache tag)."""
+    cmd = [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", mode, str(root)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:  # a file that does not compile is imported from source, as before
+        log(f"compileall reported problems under {root}:\n{(out.stdout + out.stderr)[-2000:]}")
+
+
 def build_function(repo: Path, name: str, artifacts: Path) -> None:
     artifacts.mkdir(parents=True, exist_ok=True)
     # start from a clean artifact (SAM reuses the folder when --build-dir is given twice)
@@ -117,7 +166,11 @@ def build_function(repo: Path, name: str, artifacts: Path) -> None:
         dest = artifacts / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, dest)
-    log(f"function {name}: app.py + {len(files)} files of {PACKAGE} -> {artifacts}")
+    python = bytecode_python()
+    if python is not None:
+        compile_bytecode(artifacts, python, FUNCTION_BYTECODE_MODE)
+    log(f"function {name}: app.py + {len(files)} files of {PACKAGE} -> {artifacts}"
+        + (" (with bytecode)" if python else ""))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ layer
@@ -182,11 +235,11 @@ def _pip_command(requirements: Path, target: Path) -> list[str]:
     return cmd
 
 
-def _cache_key(requirements: list[str]) -> str:
+def _cache_key(requirements: list[str], bytecode: bool) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(
         {"requirements": requirements, "python": PYTHON_VERSION, "platforms": PLATFORMS,
-         "implementation": IMPLEMENTATION, "prune": LAYER_PRUNE_DIRS},
+         "implementation": IMPLEMENTATION, "prune": LAYER_PRUNE_DIRS, "bytecode": bytecode},
         sort_keys=True).encode())  # fmt: skip
     h.update(CONSTRAINTS.read_bytes())
     h.update(Path(__file__).read_bytes())
@@ -200,7 +253,9 @@ def _cache_dir(repo: Path) -> Path | None:
     return Path(setting) if setting else repo / ".aws-sam" / "layer-cache"
 
 
-def _pip_install(requirements: list[str], target: Path, find_links: Path | None = None) -> None:
+def _pip_install(
+    requirements: list[str], target: Path, python: str | None, find_links: Path | None = None
+) -> None:
     with tempfile.TemporaryDirectory(prefix="nanocmd-layer-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text("\n".join(requirements) + "\n")
@@ -213,6 +268,8 @@ def _pip_install(requirements: list[str], target: Path, find_links: Path | None 
         shutil.rmtree(target / name, ignore_errors=True)
     for pycache in list(target.rglob("__pycache__")):
         shutil.rmtree(pycache, ignore_errors=True)
+    if python is not None:  # made for the Lambda runtime's Python, not this host's
+        compile_bytecode(target, python, LAYER_BYTECODE_MODE)
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -224,29 +281,30 @@ def _copy_tree(src: Path, dest: Path) -> None:
 def build_layer(repo: Path, artifacts: Path) -> None:
     requirements = layer_requirements(repo)
     target = artifacts / "python"
+    python = bytecode_python()
     extras = workflow_requirements(repo)
     if extras:  # the deployer's workflow packages: built fresh, not cached (their code changes)
         with tempfile.TemporaryDirectory(prefix="nanocmd-wheels-") as wheels:
             extras = _wheels_for_local(repo, extras, Path(wheels))
             if target.exists():
                 shutil.rmtree(target)
-            _pip_install(requirements + extras, target, find_links=Path(wheels))
+            _pip_install(requirements + extras, target, python, find_links=Path(wheels))
         log(f"layer: {', '.join(requirements + extras)} -> {target}")
         return
     cache_root = _cache_dir(repo)
     if cache_root is None:
         if target.exists():
             shutil.rmtree(target)
-        _pip_install(requirements, target)
+        _pip_install(requirements, target, python)
     else:
-        cached = cache_root / _cache_key(requirements)
+        cached = cache_root / _cache_key(requirements, python is not None)
         if (cached / ".complete").is_file():
             log(f"layer: reusing {cached}")
         else:
             cache_root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache_root))
             try:
-                _pip_install(requirements, staging / "python")
+                _pip_install(requirements, staging / "python", python)
                 (staging / ".complete").write_text(json.dumps(requirements) + "\n")
                 if cached.exists():  # a concurrent build finished first
                     shutil.rmtree(staging)

@@ -5,8 +5,8 @@ regional: 200-250 UUIDs). A body takes up to ``MAX_START_IDS`` ids; API Gateway'
 (10 MB) is the outer bound, enforced here too so the local gateway answers the same 413.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_START_BODY = 10 * 1024 * 1024
@@ -17,7 +17,7 @@ MAX_START_IDS = 100_000
 class StartRequest(BaseModel):
     """Enrollment ids to start the workflow on, and the start's context (as ``?context=``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     ids: list[str] = Field(min_length=1)
     context: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from nanocmd_core.aws.clients import aws_client
+
 
 class BlobStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
@@ -13,12 +15,15 @@ class BlobStore(Protocol):
 
 class S3BlobStore:
     def __init__(self, bucket: str, client: Any = None) -> None:
-        if client is None:
-            from nanocmd_core.aws.clients import aws_client
-
-            client = aws_client("s3")
         self.bucket = bucket
-        self.client = client
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """Made on first use: a cold invocation pays only for the clients it calls."""
+        if self._client is None:
+            self._client = aws_client("s3")
+        return self._client
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)

@@ -7,6 +7,10 @@ DynamoDB client made here instead (``storage/models.py``).
 
 The fixed user agent is for speed too: without one, botocore rebuilds the user-agent string on
 every request (about a tenth of a DynamoDB call's CPU).
+
+boto3 is imported with this module, not on the first call: every function's first invocation makes
+a client, so the import belongs to the init phase (in the snapshot under SnapStart), not to the
+first request's latency.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import os
 import platform
 import threading
 from typing import Any
+
+import boto3
+import botocore
+from botocore.config import Config
 
 from nanocmd_core import __version__
 
@@ -35,8 +43,6 @@ _PER_SERVICE: dict[str, dict[str, Any]] = {"dynamodb": _DYNAMODB}
 
 
 def user_agent() -> str:
-    import botocore
-
     python = platform.python_version()
     return f"nanocmd-serverless/{__version__} botocore/{botocore.__version__} Python/{python}"
 
@@ -58,10 +64,19 @@ def aws_client(service: str) -> Any:
         with _LOCK:  # boto3's default session is not safe to build clients from concurrently
             client = _CLIENTS.get(key)
             if client is None:
-                import boto3
-                from botocore.config import Config
-
                 config = Config(user_agent=user_agent(), **_PER_SERVICE.get(service, {}))
                 client = boto3.client(service, config=config)  # type: ignore[call-overload]
                 _CLIENTS[key] = client
     return client
+
+
+def fresh_connections() -> None:
+    """Close every cached client's pooled HTTP connections; each opens new ones on its next call.
+    After a SnapStart restore a connection made before the snapshot would be stale (its peer
+    long gone); the clients themselves, their models and credentials providers, stay valid."""
+    with _LOCK:
+        clients = list(_CLIENTS.values())
+    for client in clients:
+        session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        if session is not None:
+            session.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from nanocmd_core.aws.clients import aws_client
+
 
 class EventQueue(Protocol):
     def send(self, body: str, group_id: str, dedup_id: str, attributes: dict[str, str]) -> None: ...
@@ -27,12 +29,15 @@ class SQSEventQueue:
     order while devices run in parallel; the dedup id collapses duplicate webhook deliveries."""
 
     def __init__(self, queue_url: str, client: Any = None) -> None:
-        if client is None:
-            from nanocmd_core.aws.clients import aws_client
-
-            client = aws_client("sqs")
         self.queue_url = queue_url
-        self.client = client
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """Made on first use: a cold invocation pays only for the clients it calls."""
+        if self._client is None:
+            self._client = aws_client("sqs")
+        return self._client
 
     def send(self, body: str, group_id: str, dedup_id: str, attributes: dict[str, str]) -> None:
         self.client.send_message(

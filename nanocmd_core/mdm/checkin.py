@@ -5,8 +5,8 @@ The message type is chosen by the caller (the webhook topic, WH-5), not read fro
 which handler runs.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 from pydantic import Field, ValidationError
 
 from nanocmd_core.mdm.errors import CheckinParseError, ReportParseError, validation_summary

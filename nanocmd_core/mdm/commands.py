@@ -9,8 +9,8 @@ values become plist ``<data>``.
 storage, custom commands from the API) so the engine can treat both kinds alike.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 import copy
 import plistlib
 import uuid
@@ -125,7 +125,7 @@ class RawCommand:
         self._raw = raw if raw is not None else plistlib.dumps(command, fmt=plistlib.FMT_XML)
 
     @classmethod
-    def from_plist(cls, raw: bytes) -> RawCommand:
+    def from_plist(cls, raw: bytes) -> "RawCommand":
         """Parse and check command plist bytes (XML or binary)."""
         if not raw:
             raise ValueError("empty command plist")
@@ -159,7 +159,7 @@ class RawCommand:
         """The command plist bytes (XML)."""
         return self._raw
 
-    def with_uuid(self, command_uuid: str) -> RawCommand:
+    def with_uuid(self, command_uuid: str) -> "RawCommand":
         """A copy whose ``CommandUUID`` is replaced; the plist is re-serialised."""
         command = copy.deepcopy(self._command)
         command["CommandUUID"] = command_uuid

@@ -1,12 +1,17 @@
 """Exceptions shared by the MDM models.
 
-Kept in their own module (standard library + pydantic only) so the lean webhook intake
-Lambda can import them without pulling in the command and response models.
+Kept in their own module (standard library only; pydantic's ``ValidationError`` only as a type)
+so the lean webhook intake Lambda can import them without pulling in pydantic or the command and
+response models.
 """
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "CheckinParseError",
@@ -14,6 +19,7 @@ __all__ = [
     "MDMResponseError",
     "ReportParseError",
     "WebhookParseError",
+    "error_summary",
     "validation_summary",
 ]
 
@@ -58,12 +64,16 @@ def validation_summary(exc: ValidationError, limit: int = 5) -> str:
     The default pydantic text is multi-line and links to its docs; callers put this text
     into logs and HTTP 400 bodies, so it must stay short.
     """
-    parts: list[str] = []
-    errors = exc.errors(include_url=False, include_input=False)
-    for err in errors[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = err["msg"].removeprefix("Value error, ")  # noise added to our own ValueErrors
-        parts.append(f"{loc}: {msg}")
+    errors = [
+        (".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "))  # our ValueErrors
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    return error_summary(errors, limit)
+
+
+def error_summary(errors: Sequence[tuple[str, str]], limit: int = 5) -> str:
+    """(location, message) pairs as one short line: ``loc: message; ...; and N more``."""
+    parts = [f"{loc or '(root)'}: {msg}" for loc, msg in errors[:limit]]
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")
     return "; ".join(parts)

@@ -16,8 +16,8 @@ Unknown request types parse as the generic ``CommandResponse`` (a deliberate cha
 original, which errors): custom commands sent through the engine still get a result.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 import plistlib
 from typing import Any, ClassVar, TypeVar
 
@@ -224,7 +224,7 @@ class DeviceInformationResponse(CommandResponse):
 
     request_type: ClassVar[str] = "DeviceInformation"
 
-    query_responses: QueryResponses = Field(default_factory=QueryResponses, alias="QueryResponses")
+    query_responses: QueryResponses = Field(default_factory=lambda: QueryResponses(), alias="QueryResponses")
 
 
 # --- SecurityInfo ------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class SecurityInfoResponse(CommandResponse):
 
     request_type: ClassVar[str] = "SecurityInfo"
 
-    security_info: SecurityInfo = Field(default_factory=SecurityInfo, alias="SecurityInfo")
+    security_info: SecurityInfo = Field(default_factory=lambda: SecurityInfo(), alias="SecurityInfo")
 
 
 # --- ProfileList -------------------------------------------------------------------------
@@ -304,7 +304,7 @@ class ProfileListResponse(CommandResponse):
 
     request_type: ClassVar[str] = "ProfileList"
 
-    profile_list: list[ProfileListItem] = Field(default_factory=list, alias="ProfileList")
+    profile_list: list[ProfileListItem] = Field(default=[], alias="ProfileList")
 
 
 # --- CertificateList ---------------------------------------------------------------------
@@ -324,7 +324,7 @@ class CertificateListResponse(CommandResponse):
 
     request_type: ClassVar[str] = "CertificateList"
 
-    certificate_list: list[CertificateListItem] = Field(default_factory=list, alias="CertificateList")
+    certificate_list: list[CertificateListItem] = Field(default=[], alias="CertificateList")
 
 
 # --- DeviceLock --------------------------------------------------------------------------
@@ -354,7 +354,7 @@ class RotateFileVaultKeyResponse(CommandResponse):
 
     request_type: ClassVar[str] = "RotateFileVaultKey"
 
-    rotate_result: RotateResult = Field(default_factory=RotateResult, alias="RotateResult")
+    rotate_result: RotateResult = Field(default_factory=lambda: RotateResult(), alias="RotateResult")
 
 
 # --- InstalledApplicationList ------------------------------------------------------------
@@ -382,7 +382,7 @@ class InstalledApplicationListResponse(CommandResponse):
     request_type: ClassVar[str] = "InstalledApplicationList"
 
     installed_application_list: list[InstalledApplicationListItem] = Field(
-        default_factory=list, alias="InstalledApplicationList"
+        default=[], alias="InstalledApplicationList"
     )
 
 

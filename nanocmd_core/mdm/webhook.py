@@ -1,4 +1,4 @@
-"""The MicroMDM/NanoMDM webhook body (engine.md §5, api.md §4), validated with pydantic.
+"""The MicroMDM/NanoMDM webhook body (engine.md §5, api.md §4), decoded and validated by hand.
 
 Decoding follows Go's ``encoding/json`` as the Go NanoCMD used it (WH-2), so the same bodies
 are accepted and refused:
@@ -12,8 +12,9 @@ are accepted and refused:
 NanoMDM also sends ``ids`` (``id``, ``parent_id``, ``type``); ``ids.id`` wins over ``udid`` and
 ``enrollment_id`` when choosing the enrollment ID (design.md §6), so user channels work.
 
-Imports only the standard library, pydantic and ``errors``: this module is loaded by the webhook
-intake Lambda, whose cold start must stay short.
+Imports only the standard library and ``errors``: this is the webhook intake's parser, whose cold
+start a fleet checking in waits for. Five flat shapes of strings need no pydantic (no validator to
+import or to build on the first webhook); errors read as pydantic's did (``loc: message; ...``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
-
-from nanocmd_core.mdm.errors import WebhookParseError, validation_summary
+from nanocmd_core.mdm.errors import WebhookParseError, error_summary
 
 __all__ = [
     "CHECKIN_MESSAGE_TYPES",
@@ -46,6 +45,8 @@ CHECKIN_MESSAGE_TYPES = frozenset({"Authenticate", "TokenUpdate", "CheckOut"})
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_NOT_A_STRING = "Input should be a valid string"
+_Names = tuple[str, ...]
 
 
 class _JSONObject(dict[str, Any]):
@@ -67,111 +68,59 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def _null_to_empty(value: Any) -> Any:
-    """Go stores a JSON null map value as the zero string."""
-    return "" if value is None else value
+# ------------------------------------------------------------------------------------ the shapes
 
 
-def _decode_base64(value: Any) -> Any:
-    """Decode Go's ``[]byte`` JSON form: standard alphabet, padded; CR/LF ignored as Go does."""
-    if isinstance(value, bytes):  # already decoded, e.g. built in Python
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a base64 string")
-    try:
-        return base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"invalid base64: {exc}") from exc
+class _Record:
+    """Typed attribute holders built by keyword (defaults as in the Go structs), compared and
+    printed by field."""
+
+    __slots__ = ()
+    _fields: ClassVar[_Names] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the pydantic models were
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({fields})"
 
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-def _parse_rfc3339(value: Any) -> Any:
-    """Parse an RFC 3339 timestamp (what Go's ``time.Time`` accepts in JSON); anything else fails."""
-    if value is None or isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 timestamp string")
-    m = _RFC3339.fullmatch(value)
-    if m is None:
-        raise ValueError("not an RFC 3339 timestamp")
-    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
-    if zulu:
-        tz = UTC
-    else:
-        if int(off_h) > 23 or int(off_m) > 59:
-            raise ValueError("RFC 3339 time zone offset out of range")
-        offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        tz = timezone(-offset if sign == "-" else offset)
-    micro = int((frac or "").ljust(6, "0")[:6])
-    try:
-        return datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
-        )
-    except ValueError as exc:
-        raise ValueError(f"RFC 3339 timestamp out of range: {exc}") from exc
-
-
-def _ids_type(value: Any) -> Any:
-    """Accept ``ids.type`` as a string, or as an integer turned into one.
-
-    Not used for routing; a numeric enum value from some NanoMDM build must not cost us the
-    whole event (a 400 is never retried by NanoMDM).
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-_Str = Annotated[str, Strict()]
-_ParamValue = Annotated[str, BeforeValidator(_null_to_empty), Strict()]
-_Base64Bytes = Annotated[bytes, BeforeValidator(_decode_base64)]
-_Tally = Annotated[int, Strict(), Field(ge=_INT64_MIN, le=_INT64_MAX)]
-_Timestamp = Annotated[datetime | None, BeforeValidator(_parse_rfc3339)]
-
-
-class _GoJSONModel(BaseModel):
-    """Base that maps incoming keys onto field names the way Go's JSON decoder does."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fold_keys(cls, data: Any) -> Any:
-        """Rename keys to field names case-insensitively; casefold also matches Go's Kelvin/long-s folds."""
-        if not isinstance(data, dict):
-            return data  # let pydantic report the wrong type
-        names = {name.casefold(): name for name in cls.model_fields}
-        pairs = data.pairs if isinstance(data, _JSONObject) else list(data.items())
-        folded: dict[str, Any] = {}
-        for key, value in pairs:
-            name = names.get(key.casefold()) if isinstance(key, str) else None
-            if name is None or value is None:
-                continue  # unknown key, or null: Go leaves the field alone
-            folded[name] = value
-        return folded
-
-
-class EnrollmentIDs(_GoJSONModel):
+class EnrollmentIDs(_Record):
     """NanoMDM's resolved enrollment identifiers (``ids``)."""
 
-    id: _Str | None = None
-    parent_id: _Str | None = None
-    type: Annotated[_Str | None, BeforeValidator(_ids_type)] = None
+    __slots__ = ("id", "parent_id", "type")
+    _fields: ClassVar[_Names] = ("id", "parent_id", "type")
+
+    def __init__(self, id: str | None = None, parent_id: str | None = None, type: str | None = None) -> None:
+        self.id = id
+        self.parent_id = parent_id
+        self.type = type
 
 
-class _SubEvent(_GoJSONModel):
+class _SubEvent(_Record):
     """Fields shared by ``acknowledge_event`` and ``checkin_event``."""
 
-    udid: _Str = ""
-    enrollment_id: _Str = ""
-    ids: EnrollmentIDs | None = None
-    url_params: dict[_Str, _ParamValue] | None = None
-    raw_payload: _Base64Bytes = b""
+    __slots__ = ("enrollment_id", "ids", "raw_payload", "udid", "url_params")
+    _fields: ClassVar[_Names] = ("udid", "enrollment_id", "ids", "url_params", "raw_payload")
+
+    def __init__(
+        self,
+        udid: str = "",
+        enrollment_id: str = "",
+        ids: EnrollmentIDs | None = None,
+        url_params: dict[str, str] | None = None,
+        raw_payload: bytes = b"",
+    ) -> None:
+        self.udid = udid
+        self.enrollment_id = enrollment_id
+        self.ids = ids
+        self.url_params = url_params
+        self.raw_payload = raw_payload
 
     @property
     def resolved_id(self) -> str:
@@ -184,14 +133,24 @@ class _SubEvent(_GoJSONModel):
 class AcknowledgeEvent(_SubEvent):
     """A command report (topic ``mdm.Connect``); ``raw_payload`` is the report plist."""
 
-    status: _Str = ""
-    command_uuid: _Str = ""
+    __slots__ = ("command_uuid", "status")
+    _fields: ClassVar[_Names] = (*_SubEvent._fields, "status", "command_uuid")
+
+    def __init__(self, status: str = "", command_uuid: str = "", **common: Any) -> None:
+        super().__init__(**common)
+        self.status = status
+        self.command_uuid = command_uuid
 
 
 class CheckinEvent(_SubEvent):
     """A check-in (topic ``mdm.<MessageType>``); ``raw_payload`` is the check-in plist."""
 
-    token_update_tally: _Tally | None = None
+    __slots__ = ("token_update_tally",)
+    _fields: ClassVar[_Names] = (*_SubEvent._fields, "token_update_tally")
+
+    def __init__(self, token_update_tally: int | None = None, **common: Any) -> None:
+        super().__init__(**common)
+        self.token_update_tally = token_update_tally
 
     @property
     def enrolling(self) -> bool:
@@ -199,14 +158,25 @@ class CheckinEvent(_SubEvent):
         return enrolling_from_tally(self.token_update_tally)
 
 
-class WebhookEvent(_GoJSONModel):
+class WebhookEvent(_Record):
     """One webhook call from the MDM server."""
 
-    topic: _Str
-    event_id: _Str = ""
-    created_at: _Timestamp = None
-    acknowledge_event: AcknowledgeEvent | None = None
-    checkin_event: CheckinEvent | None = None
+    __slots__ = ("acknowledge_event", "checkin_event", "created_at", "event_id", "topic")
+    _fields: ClassVar[_Names] = ("topic", "event_id", "created_at", "acknowledge_event", "checkin_event")
+
+    def __init__(
+        self,
+        topic: str,
+        event_id: str = "",
+        created_at: datetime | None = None,
+        acknowledge_event: AcknowledgeEvent | None = None,
+        checkin_event: CheckinEvent | None = None,
+    ) -> None:
+        self.topic = topic
+        self.event_id = event_id
+        self.created_at = created_at
+        self.acknowledge_event = acknowledge_event
+        self.checkin_event = checkin_event
 
     @property
     def is_command_report(self) -> bool:
@@ -263,6 +233,160 @@ def enrolling_from_tally(tally: int | None) -> bool:
     return tally is None or tally == 1
 
 
+# ----------------------------------------------------------------------------------- the decoder
+
+
+class _Decoder:
+    """Walks the decoded JSON, collecting every problem with its location (as pydantic did)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+
+    def fail(self, loc: str, message: str) -> None:
+        self.errors.append((loc, message))
+
+    def fold(self, data: Any, names: tuple[str, ...], loc: str, shape: str) -> dict[str, Any] | None:
+        """Keys renamed to field names case-insensitively (casefold also matches Go's Kelvin and
+        long-s folds); unknown keys and nulls dropped (Go leaves the field alone)."""
+        if not isinstance(data, dict):
+            self.fail(loc, f"Input should be a valid dictionary or instance of {shape}")
+            return None
+        by_fold = {name.casefold(): name for name in names}
+        pairs = data.pairs if isinstance(data, _JSONObject) else list(data.items())
+        folded: dict[str, Any] = {}
+        for key, value in pairs:
+            name = by_fold.get(key.casefold()) if isinstance(key, str) else None
+            if name is not None and value is not None:
+                folded[name] = value
+        return folded
+
+    def strings(self, fields: dict[str, Any], names: tuple[str, ...], loc: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in names:
+            if name in fields:
+                value = fields[name]
+                if isinstance(value, str):
+                    out[name] = value
+                else:
+                    self.fail(f"{loc}{name}", _NOT_A_STRING)
+        return out
+
+    def ids(self, data: Any, loc: str) -> EnrollmentIDs | None:
+        fields = self.fold(data, EnrollmentIDs._fields, loc, "EnrollmentIDs")
+        if fields is None:
+            return None
+        kind = fields.get("type")
+        if isinstance(kind, int) and not isinstance(kind, bool):
+            fields["type"] = str(kind)  # a numeric enum of some NanoMDM build: not worth a 400
+        return EnrollmentIDs(**self.strings(fields, EnrollmentIDs._fields, f"{loc}."))
+
+    def sub_event(self, data: Any, loc: str, cls: type[_SubEvent], own: tuple[str, ...]) -> Any:
+        fields = self.fold(data, cls._fields, loc, cls.__name__)
+        if fields is None:
+            return None
+        out = self.strings(fields, ("udid", "enrollment_id", *own), f"{loc}.")
+        if "ids" in fields:
+            out["ids"] = self.ids(fields["ids"], f"{loc}.ids")
+        if "url_params" in fields:
+            out["url_params"] = self.url_params(fields["url_params"], f"{loc}.url_params")
+        if "raw_payload" in fields:
+            out["raw_payload"] = self.base64(fields["raw_payload"], f"{loc}.raw_payload")
+        if "token_update_tally" in fields:
+            out["token_update_tally"] = self.tally(fields["token_update_tally"], f"{loc}.token_update_tally")
+        return cls(**out)
+
+    def url_params(self, data: Any, loc: str) -> dict[str, str] | None:
+        if not isinstance(data, dict):
+            self.fail(loc, "Input should be a valid dictionary")
+            return None
+        out: dict[str, str] = {}
+        for key, value in data.items():  # keys are data: exact, not folded
+            if value is None:
+                value = ""  # Go stores a JSON null map value as the zero string
+            if isinstance(value, str):
+                out[key] = value
+            else:
+                self.fail(f"{loc}.{key}", _NOT_A_STRING)
+        return out
+
+    def base64(self, value: Any, loc: str) -> bytes:
+        """Go's ``[]byte`` JSON form: standard alphabet, padded; CR/LF ignored as Go does."""
+        if not isinstance(value, str):
+            self.fail(loc, "must be a base64 string")
+            return b""
+        try:
+            return base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            self.fail(loc, f"invalid base64: {exc}")
+            return b""
+
+    def tally(self, value: Any, loc: str) -> int | None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(loc, "Input should be a valid integer")
+        elif value < _INT64_MIN:
+            self.fail(loc, f"Input should be greater than or equal to {_INT64_MIN}")
+        elif value > _INT64_MAX:
+            self.fail(loc, f"Input should be less than or equal to {_INT64_MAX}")
+        else:
+            return value
+        return None
+
+    def timestamp(self, value: Any, loc: str) -> datetime | None:
+        if not isinstance(value, str):
+            self.fail(loc, "must be an RFC 3339 timestamp string")
+            return None
+        try:
+            return _parse_rfc3339(value)
+        except ValueError as exc:
+            self.fail(loc, str(exc))
+            return None
+
+    def event(self, data: Any) -> WebhookEvent | None:
+        fields = self.fold(data, WebhookEvent._fields, "", "WebhookEvent")
+        if fields is None:
+            return None
+        if "topic" not in fields:
+            self.fail("topic", "Field required")
+        out = self.strings(fields, ("topic", "event_id"), "")
+        if "created_at" in fields:
+            out["created_at"] = self.timestamp(fields["created_at"], "created_at")
+        if "acknowledge_event" in fields:
+            out["acknowledge_event"] = self.sub_event(
+                fields["acknowledge_event"], "acknowledge_event", AcknowledgeEvent, ("status", "command_uuid")
+            )
+        if "checkin_event" in fields:
+            out["checkin_event"] = self.sub_event(fields["checkin_event"], "checkin_event", CheckinEvent, ())
+        return None if self.errors else WebhookEvent(**out)
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def _parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp (what Go's ``time.Time`` accepts in JSON); anything else fails."""
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        raise ValueError("not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
+    if zulu:
+        tz = UTC
+    else:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError("RFC 3339 time zone offset out of range")
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        tz = timezone(-offset if sign == "-" else offset)
+    micro = int((frac or "").ljust(6, "0")[:6])
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
+        )
+    except ValueError as exc:
+        raise ValueError(f"RFC 3339 timestamp out of range: {exc}") from exc
+
+
 def parse_webhook(body: bytes | str) -> WebhookEvent:
     """Decode and validate a webhook body; ``WebhookParseError`` (answer 400) when it is not valid."""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
@@ -274,7 +398,8 @@ def parse_webhook(body: bytes | str) -> WebhookEvent:
         raise WebhookParseError(f"invalid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise WebhookParseError("invalid webhook: body is not a JSON object")
-    try:
-        return WebhookEvent.model_validate(data)
-    except ValidationError as exc:
-        raise WebhookParseError(f"invalid webhook: {validation_summary(exc)}") from exc
+    decoder = _Decoder()
+    event = decoder.event(data)
+    if event is None:
+        raise WebhookParseError(f"invalid webhook: {error_summary(decoder.errors)}")
+    return event

@@ -2,13 +2,18 @@
 the engine builds them, the API serialises them, and their JSON schemas go into /openapi.json.
 
 Times are RFC 3339 strings in UTC (as the Go NanoCMD writes times), or null when not (yet) known.
+
+Every model defers its schema to first use (``defer_build``), so importing this module, which the
+events and sweeper functions do through the engine, builds nothing; list defaults are plain
+``[]`` (pydantic copies them per instance), since a ``default_factory`` costs an
+``inspect.signature`` per field at class creation.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 CommandState = Literal["Pending", "NotNow", "Acknowledged", "Error", "CommandFormatError", "Idle"]
 """``Pending``: sent (or waiting to be), no report yet; otherwise the device's last Status."""
@@ -22,13 +27,17 @@ FINAL_OUTCOMES: tuple[Outcome, ...] = ("completed", "timed_out", "cancelled", "e
 """Outcomes an id reaches after it started (each counted once per id of an instance)."""
 
 
-class ErrorChainEntry(BaseModel):
+class _View(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorChainEntry(_View):
     code: int | None = None
     domain: str | None = None
     description: str | None = None
 
 
-class CommandStatus(BaseModel):
+class CommandStatus(_View):
     command_uuid: str
     request_type: str
     status: CommandState
@@ -38,14 +47,14 @@ class CommandStatus(BaseModel):
     """The device's ErrorChain for Error and CommandFormatError reports."""
 
 
-class SendError(BaseModel):
+class SendError(_View):
     """The MDM server refused the step's commands for this id; the engine retries the send."""
 
     error: str
     retry_at: str | None = None
 
 
-class StepStatus(BaseModel):
+class StepStatus(_View):
     workflow: str
     instance_id: str
     step_name: str
@@ -56,10 +65,10 @@ class StepStatus(BaseModel):
     timeout_at: str | None = None
     last_push_at: str | None = None
     send_error: SendError | None = None
-    commands: list[CommandStatus] = Field(default_factory=list)
+    commands: list[CommandStatus] = []
 
 
-class RunningWorkflow(BaseModel):
+class RunningWorkflow(_View):
     """A workflow holding the id's exclusivity lock."""
 
     workflow: str
@@ -67,12 +76,12 @@ class RunningWorkflow(BaseModel):
     since: str | None = None
 
 
-class DeviceStatus(BaseModel):
-    steps: list[StepStatus] = Field(default_factory=list)
-    running: list[RunningWorkflow] = Field(default_factory=list)
+class DeviceStatus(_View):
+    steps: list[StepStatus] = []
+    running: list[RunningWorkflow] = []
 
 
-class Counts(BaseModel):
+class Counts(_View):
     pending: int = 0
     """Ids of an asynchronous start not processed yet (accepted, queued); 0 for a synchronous one."""
     started: int = 0
@@ -85,7 +94,7 @@ class Counts(BaseModel):
     errored: int = 0
 
 
-class IdOutcome(BaseModel):
+class IdOutcome(_View):
     id: str
     outcome: Outcome
     updated_at: str | None = None
@@ -93,7 +102,7 @@ class IdOutcome(BaseModel):
     """For ``errored``: the request type and the device's error chain, or the workflow's error."""
 
 
-class InstanceSummary(BaseModel):
+class InstanceSummary(_View):
     """One entry of the history: what the start recorded."""
 
     instance_id: str
@@ -107,7 +116,7 @@ class InstanceSummary(BaseModel):
 
 
 class InstanceStatus(InstanceSummary):
-    counts: Counts = Field(default_factory=Counts)
+    counts: Counts = Field(default_factory=lambda: Counts())
     done: bool = False
     """No id is in flight any more."""
     ids: list[IdOutcome] | None = None
@@ -116,11 +125,11 @@ class InstanceStatus(InstanceSummary):
     """Pass as ``next`` to get the following page of ``ids``; null on the last page."""
 
 
-class InstancePage(BaseModel):
+class InstancePage(_View):
     instances: list[InstanceSummary]
     next: str | None = None
 
 
-class CancelResult(BaseModel):
-    cancelled_ids: list[str] = Field(default_factory=list)
-    not_running_ids: list[str] = Field(default_factory=list)
+class CancelResult(_View):
+    cancelled_ids: list[str] = []
+    not_running_ids: list[str] = []

@@ -5,8 +5,8 @@ Asking the device first avoids re-enrolling certificates on every run, which cos
 can revoke a working identity.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta

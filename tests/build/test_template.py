@@ -262,6 +262,17 @@ def test_function_runtime_and_build(tpl: dict[str, Any], logical_id: str) -> Non
     assert f"function {folder} " in recipe, f"build-{logical_id} must build functions/{folder}: {recipe}"
 
 
+def test_snapstart_where_it_pays(tpl: dict[str, Any]) -> None:
+    """Issue 14 (README, "Cold starts"): the API, whose cold requests a person waits for, resumes
+    from a snapshot of its published version, invoked through its alias; the webhook intake, the
+    queue consumer and the scheduled sweep start on demand (a restore costs more than their init)."""
+    api = props(tpl, "ApiFunction")
+    assert api["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert api["AutoPublishAlias"] == "live"
+    for logical_id in ("WebhookFunction", "EventsFunction", "SweeperFunction"):
+        assert fn_prop(tpl, logical_id, "SnapStart") is None
+
+
 def _events(tpl: dict[str, Any], logical_id: str) -> dict[str, dict[str, Any]]:
     return props(tpl, logical_id)["Events"]
 

@@ -377,7 +377,9 @@ def test_with_a_data_dir_a_message_handed_back_is_received_again_and_kept(tmp_pa
             _send(url, f"m{i}", f"g{i}", client=sqs)
         first = {m["Body"]: m for m in _receive(url, client=sqs)}
         assert sorted(first) == ["m0", "m1", "m2"]
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["m0"]["ReceiptHandle"], VisibilityTimeout=0)
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=first["m0"]["ReceiptHandle"], VisibilityTimeout=0
+        )
         reply = sqs.change_message_visibility_batch(
             QueueUrl=url,
             Entries=[{"Id": "a", "ReceiptHandle": first["m1"]["ReceiptHandle"], "VisibilityTimeout": 0}],
@@ -386,7 +388,9 @@ def test_with_a_data_dir_a_message_handed_back_is_received_again_and_kept(tmp_pa
         again = {m["Body"]: m for m in _receive(url, client=sqs)}
         assert sorted(again) == ["m0", "m1"]
         assert {m["Attributes"]["ApproximateReceiveCount"] for m in again.values()} == {"2"}
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=again["m0"]["ReceiptHandle"], VisibilityTimeout=0)
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=again["m0"]["ReceiptHandle"], VisibilityTimeout=0
+        )
         _delete(url, [again["m1"], first["m2"]], client=sqs)
     with Fauxqs(data_dir=data, log_path=tmp_path / "again.log") as fq2:
         sqs = _sqs(fq2.endpoint_url)

@@ -5,8 +5,8 @@ The plan JSON keeps Go's omission rules (empty lists and an absent ``device_conf
 written; a stored ``false`` is kept), so what GET returns is what the Go server would return.
 """
 
-from __future__ import annotations
-
+# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
+# every annotation string when it creates a model class, at import (issue 14: cold starts).
 import json
 from typing import Any, Protocol
 
