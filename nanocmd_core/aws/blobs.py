@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from nanocmd_core.aws.clients import aws_client
+from nanocmd_core.aws.clients import LazyClient
 
 
 class BlobStore(Protocol):
@@ -14,16 +14,11 @@ class BlobStore(Protocol):
 
 
 class S3BlobStore:
+    client = LazyClient("s3")
+
     def __init__(self, bucket: str, client: Any = None) -> None:
         self.bucket = bucket
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        """Made on first use: a cold invocation pays only for the clients it calls."""
-        if self._client is None:
-            self._client = aws_client("s3")
-        return self._client
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)

@@ -80,3 +80,19 @@ def fresh_connections() -> None:
         session = getattr(getattr(client, "_endpoint", None), "http_session", None)
         if session is not None:
             session.close()
+
+
+class LazyClient:
+    """A ``client`` attribute made on first use from the process's cached clients (unless one was
+    given): a cold invocation pays only for the clients it calls. The instance keeps it in
+    ``_client``."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __get__(self, owner: Any, owner_type: type | None = None) -> Any:
+        if owner is None:
+            return self
+        if owner._client is None:
+            owner._client = aws_client(self.service)
+        return owner._client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from nanocmd_core.aws.clients import aws_client
+from nanocmd_core.aws.clients import LazyClient
 
 
 class EventQueue(Protocol):
@@ -28,16 +28,11 @@ class SQSEventQueue:
     """FIFO: the message group is the enrollment id, so one device's events are processed in
     order while devices run in parallel; the dedup id collapses duplicate webhook deliveries."""
 
+    client = LazyClient("sqs")
+
     def __init__(self, queue_url: str, client: Any = None) -> None:
         self.queue_url = queue_url
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        """Made on first use: a cold invocation pays only for the clients it calls."""
-        if self._client is None:
-            self._client = aws_client("sqs")
-        return self._client
 
     def send(self, body: str, group_id: str, dedup_id: str, attributes: dict[str, str]) -> None:
         self.client.send_message(

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from nanocmd_core.aws.clients import aws_client
+from nanocmd_core.aws.clients import LazyClient
 
 SEND_STEP_KEY = "nanocmd_send_step"
 """Key of the queue message a schedule sends: ``{"nanocmd_send_step": "<step id>"}``."""
@@ -22,18 +22,13 @@ def send_step_message(step_id: str) -> str:
 
 
 class EventBridgeStepScheduler:
+    client = LazyClient("scheduler")
+
     def __init__(self, group: str, role_arn: str, target_arn: str, client: Any = None) -> None:
         self.group = group
         self.role_arn = role_arn
         self.target_arn = target_arn
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        """Made on first use: a cold invocation pays only for the clients it calls."""
-        if self._client is None:
-            self._client = aws_client("scheduler")
-        return self._client
 
     def schedule_step(self, step_id: str, at: datetime) -> None:
         when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -3,6 +3,7 @@ the commands share: reading ids, paging, deciding between a table and ``--json``
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,18 @@ def chunks(items: Sequence[str], size: int = QUERY_IDS) -> Iterator[Sequence[str
 
 def id_query(ids: Sequence[str]) -> Query:
     return [("id", i) for i in ids]
+
+
+def show_per_id(state: State, path: str, wanted: Sequence[str], table: Any) -> None:
+    """GET ``path`` for ``wanted`` ids, 100 a request; one answer is shown as it came, several are
+    merged into one document of the same shape (a dict keyed by id)."""
+    client = state.authed()
+    replies = [client.request("GET", path, id_query(chunk)) for chunk in chunks(wanted)]
+    merged: dict[str, Any] = {}
+    for reply in replies:
+        merged.update(reply.json())
+    raw = replies[0].body if len(replies) == 1 else json.dumps(merged).encode()
+    state.show(raw, merged, table)
 
 
 def pages(

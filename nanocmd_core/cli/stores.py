@@ -12,7 +12,14 @@ import click
 
 from nanocmd_core.cli import render
 from nanocmd_core.cli.client import Reply, segment
-from nanocmd_core.cli.state import State, chunks, id_query, ids_file_option, json_flag, pass_state, read_ids
+from nanocmd_core.cli.state import (
+    State,
+    ids_file_option,
+    json_flag,
+    pass_state,
+    read_ids,
+    show_per_id,
+)
 
 MOBILECONFIG = "application/x-apple-aspen-config"
 EVENTS = "Authenticate, TokenUpdate, Enrollment, CheckOut, Idle, IdleNotStartedSince"
@@ -63,13 +70,7 @@ def inventory(state: State, ids: tuple[str, ...], ids_file: IO[str] | None) -> N
     wanted = read_ids(ids, ids_file)
     if not wanted:
         raise click.UsageError("no ids: give them as arguments or with --ids-file")
-    client = state.authed()
-    replies = [client.request("GET", "/v1/inventory", id_query(chunk)) for chunk in chunks(wanted)]
-    merged: dict[str, Any] = {}
-    for reply in replies:
-        merged.update(reply.json())
-    raw = replies[0].body if len(replies) == 1 else json.dumps(merged).encode()
-    state.show(raw, merged, lambda con, doc: render.inventory(con, doc, wanted))
+    show_per_id(state, "/v1/inventory", wanted, lambda con, doc: render.inventory(con, doc, wanted))
 
 
 @click.group()

@@ -20,6 +20,7 @@ from nanocmd_core.cli.state import (
     pages,
     pass_state,
     read_ids,
+    show_per_id,
 )
 from nanocmd_core.cli.watch import follow
 
@@ -155,12 +156,7 @@ def status(state: State, ids: tuple[str, ...], ids_file: IO[str] | None) -> None
     wanted = read_ids(ids, ids_file)
     if not wanted:
         raise click.UsageError("no ids: give them as arguments or with --ids-file")
-    client = state.authed()
-    replies = [client.request("GET", "/v1/status", id_query(chunk)) for chunk in chunks(wanted)]
-    merged: dict[str, Any] = {}
-    for reply in replies:
-        merged.update(reply.json())
-    _show_merged(state, replies, merged, render.device_status)
+    show_per_id(state, "/v1/status", wanted, render.device_status)
 
 
 @click.command()

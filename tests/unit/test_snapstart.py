@@ -96,8 +96,7 @@ def test_clients_are_made_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
         made.append(service)
         return object()
 
-    for module in (blobs, queue, scheduler):
-        monkeypatch.setattr(module, "aws_client", fake)
+    monkeypatch.setattr(clients, "aws_client", fake)
     stores: list[Any] = [
         blobs.S3BlobStore("bucket"),
         queue.SQSEventQueue("url"),
