@@ -107,11 +107,16 @@ def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
     receives = int(record.attributes.approximate_receive_count or 1)
     lambda_context = _context.get("lambda")
     left = lambda_context.get_remaining_time_in_millis() if lambda_context is not None else None
-    if left is not None and left < CHUNK_TIME_MS and receives < MAX_RECEIVES:
+    if left is not None and left < CHUNK_TIME_MS:
         # a timeout would kill the batch (and the chunk's last-try accounting with it)
-        logger.info("start chunk handed back: too little time left", extra={"chunk": chunk.chunk, "ms": left})
-        _visible_now(record)
-        raise ChunkDeferred(chunk.instance_id)
+        if receives < MAX_RECEIVES:
+            logger.info(
+                "start chunk handed back: too little time left", extra={"chunk": chunk.chunk, "ms": left}
+            )
+            _visible_now(record)
+            raise ChunkDeferred(chunk.instance_id)
+        if _app().engine.resend_chunk(chunk):
+            return  # this message is done; the chunk comes again as a new one
     try:
         _app().engine.start_chunk(chunk, receives)
     except Exception as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -33,6 +33,9 @@ CHUNK_IDS = 200
 pushes, the batched writes), so a batch of 10 chunks fits in the events function's 30 s."""
 MICROMDM_CHUNK_IDS = 20
 """MicroMDM takes one id per request: 20 ids of a 2-command step are 40 requests, ~2 s."""
+CHUNK_RESENDS = 3
+"""Times a chunk whose last receive came with too little time left is queued again as a new
+message (its receive count starts over) before that last receive runs it anyway."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,15 @@ class StartChunk:
     ids: list[str]
     context: str = ""
     started_by: str = "api"
+    resent: int = 0
+    """How often the chunk was queued again as a new message (``resend_chunk``)."""
 
     def to_message(self) -> QueuedMessage:
         body = json.dumps({START_CHUNK_KEY: asdict(self)}, separators=(",", ":"))
-        # a group per chunk: chunks run side by side; the dedup id makes a resend a no-op
-        key = f"start:{self.instance_id}:{self.chunk}"
-        return QueuedMessage(body, key, key)
+        # a group per chunk: chunks run side by side; the dedup id makes a resend of the same
+        # message a no-op, while a chunk queued again on purpose is a message of its own
+        group = f"start:{self.instance_id}:{self.chunk}"
+        return QueuedMessage(body, group, f"{group}:r{self.resent}" if self.resent else group)
 
 
 def start_chunk_of(body: str) -> StartChunk | None:
@@ -113,7 +119,7 @@ class FleetStartMixin(StartMixin, EngineCore):
         before = StartRecord(
             chunk.instance_id, chunk.workflow, chunk.started_by, b"", 0, 0, 0, chunk=chunk.chunk
         )
-        if attempt > 1:  # what an earlier delivery did stays done
+        if attempt > 1 or chunk.resent:  # what an earlier delivery did stays done
             ids = self._left_to_start(chunk, ids, before)
         record = StartRecord(
             chunk.instance_id, chunk.workflow, chunk.started_by, b"", 0, 0, 0, chunk=chunk.chunk
@@ -164,6 +170,19 @@ class FleetStartMixin(StartMixin, EngineCore):
                 left.append(enrollment_id)  # opened, but its Start never ran
         before.failed_ids = failed
         return left
+
+    def resend_chunk(self, chunk: StartChunk) -> bool:
+        """Queue ``chunk`` again as a new message, so a chunk handed back until its last receive
+        is not run short of time (a timeout would dead-letter it uncounted); False once it has been
+        resent ``CHUNK_RESENDS`` times, or without a queue: then its last receive runs it."""
+        if self.start_queue is None or chunk.resent >= CHUNK_RESENDS:
+            return False
+        self.start_queue.send_batch([replace(chunk, resent=chunk.resent + 1).to_message()])
+        logger.info(
+            "start chunk queued again: its last receive had too little time left",
+            extra={"instance_id": chunk.instance_id, "chunk": chunk.chunk, "resent": chunk.resent + 1},
+        )
+        return True
 
     def fail_chunk(self, chunk: StartChunk, error: str) -> None:
         """The queue's last delivery of a chunk failed too: its ids not started count as failed."""

@@ -233,3 +233,67 @@ def test_start_chunks_run_and_one_without_time_left_goes_back_to_the_queue(event
     assert [f["itemIdentifier"] for f in reply["batchItemFailures"]] == ["m9"]
     status = engine.instance_status("inst-2")
     assert status is not None and status.counts.pending == 1  # nothing started, nothing lost
+
+
+class _Sent:
+    """A start queue that keeps what it is given (the test delivers it itself)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    def send_batch(self, messages: list[Any]) -> None:
+        self.messages += messages
+
+
+def test_a_chunk_short_of_time_on_its_last_receive_is_queued_again_not_cut_off(events_fn: Any) -> None:
+    """Handed back until its 5th receive, a chunk that again has too little time is not run into a
+    timeout (which would dead-letter it uncounted): it is queued again as a new message, which
+    then starts the chunk once (an id busy in another instance skipped) and counts it."""
+    from nanocmd_core.engine.fleet_start import CHUNK_RESENDS, StartChunk, start_chunk_of
+    from nanocmd_core.storage.instance_store import StartRecord
+
+    engine = events_fn._app().engine
+    devinfolog = "io.micromdm.wf.devinfolog.v1"
+    sent = _Sent()
+    engine.start_queue = sent
+    engine.instances.open_async(StartRecord("inst-r", devinfolog, "api", b"", 3, 0, 0), 1, engine.clock())
+    chunk = StartChunk("inst-r", devinfolog, 0, ["R1", "R2", "R3"])
+    engine.start_workflow(devinfolog, ["R1"])  # R1 busy in another instance: skipped
+    last = {
+        **message(1, chunk.to_message().body.encode(), "start"),
+        "Attributes": {
+            "MessageGroupId": "start",
+            "ApproximateReceiveCount": "5",
+            "SentTimestamp": "1700000000000",
+        },
+    }
+    reply = events_fn.handler(sqs_event([last], QUEUE_ARN), LambdaContext("EventsFunction", timeout=5))
+    assert reply["batchItemFailures"] == []  # this message is done with
+    [again] = sent.messages
+    resent = start_chunk_of(again.body)
+    assert resent is not None and resent.resent == 1 and again.dedup_id != chunk.to_message().dedup_id
+    status = engine.instance_status("inst-r")
+    assert status is not None and status.counts.pending == 3  # nothing started yet, nothing lost
+
+    reply = events_fn.handler(sqs_event([message(2, again.body.encode(), "start")], QUEUE_ARN), CONTEXT)
+    assert reply["batchItemFailures"] == []
+    status = engine.instance_status("inst-r")
+    assert status is not None
+    assert (status.counts.started, status.counts.skipped, status.counts.pending) == (2, 1, 0)
+
+    # resent CHUNK_RESENDS times already: the last receive runs it, short of time or not
+    sent.messages.clear()
+    engine.instances.open_async(StartRecord("inst-s", devinfolog, "api", b"", 1, 0, 0), 1, engine.clock())
+    worn = StartChunk("inst-s", devinfolog, 0, ["S9"], resent=CHUNK_RESENDS)
+    last = {
+        **message(3, worn.to_message().body.encode(), "s"),
+        "Attributes": {
+            "MessageGroupId": "s",
+            "ApproximateReceiveCount": "5",
+            "SentTimestamp": "1700000000000",
+        },
+    }
+    reply = events_fn.handler(sqs_event([last], QUEUE_ARN), LambdaContext("EventsFunction", timeout=5))
+    assert reply["batchItemFailures"] == [] and sent.messages == []
+    status = engine.instance_status("inst-s")
+    assert status is not None and status.counts.started == 1
