@@ -115,8 +115,11 @@ def _start_chunk(chunk: StartChunk, record: SQSRecord) -> None:
             )
             _visible_now(record)
             raise ChunkDeferred(chunk.instance_id)
-        if _app().engine.resend_chunk(chunk):
-            return  # this message is done; the chunk comes again as a new one
+        try:
+            if _app().engine.resend_chunk(chunk):
+                return  # this message is done; the chunk comes again as a new one
+        except Exception:  # the queue refused: this last receive runs it, short of time or not
+            logger.exception("could not queue a start chunk again", extra={"chunk": chunk.chunk})
     try:
         _app().engine.start_chunk(chunk, receives)
     except Exception as exc:
