@@ -18,13 +18,13 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.client import BaseClient
 
-from bench.recorder import DATA_OPS, READ_OPS, WRITE_OPS, Call, DynamoDBRecorder
+from bench.recorder import DATA_OPS, READ_OPS, Call, DynamoDBRecorder, Usage
 
 ENV = "BENCH_DDB_TALLY_DIR"
 HOOK_DIR = Path(__file__).resolve().parent / "stack_hook"
@@ -32,26 +32,12 @@ FLUSH_INTERVAL = 0.2  # seconds between a call and its totals on disk, at most
 
 
 @dataclass
-class Totals:
+class Totals(Usage):
     """Cumulative DynamoDB data calls (by operation) and units, of one process or summed."""
 
-    calls: Counter[str] = field(default_factory=Counter)
-    rcu: float = 0.0
-    wcu: float = 0.0
-    estimated: int = 0
-    failed: int = 0
     rcu_aws: float = 0.0
     """Reads as AWS bills them (see :func:`aws_read_units`): DynamoDB Local reports 0 for a key
     it did not find, AWS charges the read all the same."""
-
-    def add(self, call: Call) -> None:
-        self.calls[call.operation] += 1
-        if call.operation in READ_OPS:
-            self.rcu += call.units
-        elif call.operation in WRITE_OPS:
-            self.wcu += call.units
-        self.estimated += call.estimated
-        self.failed += call.failed
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(

@@ -53,17 +53,20 @@ class Usage:
     """Calls whose units DynamoDB did not report (failed conditional writes), estimated."""
     failed: int = 0
 
+    def add(self, call: Call) -> None:
+        self.calls[call.operation] += 1
+        if call.operation in READ_OPS:
+            self.rcu += call.units
+        elif call.operation in WRITE_OPS:
+            self.wcu += call.units
+        self.estimated += call.estimated
+        self.failed += call.failed
+
     @classmethod
     def of(cls, calls: list[Call]) -> Usage:
         usage = cls()
         for call in calls:
-            usage.calls[call.operation] += 1
-            if call.operation in READ_OPS:
-                usage.rcu += call.units
-            elif call.operation in WRITE_OPS:
-                usage.wcu += call.units
-            usage.estimated += call.estimated
-            usage.failed += call.failed
+            usage.add(call)
         return usage
 
     @property

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanocmd_core import snapstart
 from nanocmd_core.aws.blobs import S3BlobStore
+from nanocmd_core.aws.queue import SQSEventQueue
 from nanocmd_core.config import settings
 from nanocmd_core.engine.fleet_start import StartChunk, start_chunk_of
 from nanocmd_core.engine.webhook_events import (
@@ -38,6 +39,11 @@ snapstart.prime(clients=("dynamodb", "sqs", "s3", "scheduler"))
 @cache
 def _app() -> App:
     return build_app(settings(), telemetry=telemetry)
+
+
+@cache
+def _queue() -> SQSEventQueue:
+    return SQSEventQueue(settings().queue_url)
 
 
 @cache
@@ -94,11 +100,7 @@ def _visible_now(record: SQSRecord) -> None:
     that wait, not the work, would set the pace of a fleet start). Best effort: without it the
     chunk still comes back, later."""
     try:
-        from nanocmd_core.aws.clients import aws_client
-
-        aws_client("sqs").change_message_visibility(
-            QueueUrl=settings().queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=0
-        )
+        _queue().visible_now(record.receipt_handle)
     except Exception as exc:
         logger.warning("could not make a handed-back chunk visible again", extra={"error": str(exc)})
 

@@ -43,6 +43,12 @@ class SQSEventQueue:
             MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
         )
 
+    def visible_now(self, receipt_handle: str) -> None:
+        """A received message due again at once, not after the queue's visibility timeout."""
+        self.client.change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
+        )
+
     def send_batch(self, messages: Sequence[QueuedMessage]) -> None:
         """SendMessageBatch, 10 a request; entries SQS did not take are sent again (a few times),
         then the send fails: the caller has answered nothing yet, so nothing is lost silently."""

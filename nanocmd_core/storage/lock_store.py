@@ -154,13 +154,12 @@ def _lock_group(
         if len(reasons) != len(pending):
             return busy, pending  # no reason per item: let the single puts answer
         failed = {i for i, code in zip(pending, reasons, strict=True) if code == "ConditionalCheckFailed"}
+        busy += [i for i in pending if i in failed]
+        pending = [i for i in pending if i not in failed]
         if not failed or any(code not in ("None", "ConditionalCheckFailed") for code in reasons):
             logger.info(
                 "lock transaction cancelled; single puts take the rest",
                 extra={"workflow": workflow, "instance_id": instance_id, "reasons": sorted(set(reasons))},
             )
-            busy += [i for i in pending if i in failed]
-            return busy, [i for i in pending if i not in failed]
-        busy += [i for i in pending if i in failed]
-        pending = [i for i in pending if i not in failed]
+            return busy, pending
     return busy, pending

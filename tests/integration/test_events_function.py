@@ -245,6 +245,14 @@ class _Sent:
         self.messages += messages
 
 
+def _on_receive(n: int, chunk: Any, receives: int) -> dict[str, Any]:
+    """The chunk's message as its ``receives``-th delivery brings it."""
+    queued_chunk = chunk.to_message()
+    received = message(n, queued_chunk.body.encode(), queued_chunk.group_id)
+    received["Attributes"]["ApproximateReceiveCount"] = str(receives)
+    return received
+
+
 def test_a_chunk_short_of_time_on_its_last_receive_is_queued_again_not_cut_off(events_fn: Any) -> None:
     """Handed back until its 5th receive, a chunk that again has too little time is not run into a
     timeout (which would dead-letter it uncounted): it is queued again as a new message, which
@@ -259,14 +267,7 @@ def test_a_chunk_short_of_time_on_its_last_receive_is_queued_again_not_cut_off(e
     engine.instances.open_async(StartRecord("inst-r", devinfolog, "api", b"", 3, 0, 0), 1, engine.clock())
     chunk = StartChunk("inst-r", devinfolog, 0, ["R1", "R2", "R3"])
     engine.start_workflow(devinfolog, ["R1"])  # R1 busy in another instance: skipped
-    last = {
-        **message(1, chunk.to_message().body.encode(), "start"),
-        "Attributes": {
-            "MessageGroupId": "start",
-            "ApproximateReceiveCount": "5",
-            "SentTimestamp": "1700000000000",
-        },
-    }
+    last = _on_receive(1, chunk, receives=5)
     reply = events_fn.handler(sqs_event([last], QUEUE_ARN), LambdaContext("EventsFunction", timeout=5))
     assert reply["batchItemFailures"] == []  # this message is done with
     [again] = sent.messages
@@ -286,14 +287,7 @@ def test_a_chunk_short_of_time_on_its_last_receive_is_queued_again_not_cut_off(e
     sent.messages.clear()
     engine.instances.open_async(StartRecord("inst-s", devinfolog, "api", b"", 1, 0, 0), 1, engine.clock())
     worn = StartChunk("inst-s", devinfolog, 0, ["S9"], resent=CHUNK_RESENDS)
-    last = {
-        **message(3, worn.to_message().body.encode(), "s"),
-        "Attributes": {
-            "MessageGroupId": "s",
-            "ApproximateReceiveCount": "5",
-            "SentTimestamp": "1700000000000",
-        },
-    }
+    last = _on_receive(3, worn, receives=5)
     reply = events_fn.handler(sqs_event([last], QUEUE_ARN), LambdaContext("EventsFunction", timeout=5))
     assert reply["batchItemFailures"] == [] and sent.messages == []
     status = engine.instance_status("inst-s")
