@@ -120,6 +120,7 @@ def _page_queries(ids: Sequence[str], limit: int) -> int:
 
 IDS_PAGE_QUERIES = _page_queries(PROGRESS_IDS, IDS_PAGE)
 _END = {"TransactWriteItems": 1.0}  # the id's outcome + its counter shard, once (end_outcome)
+# at a step's end the lock's release rides in that transaction (end_step)
 # conditional lock; instance + in_flight outcomes batched; SC-3 lookup of the command record;
 # target + record batched; start record batched
 _START = {"PutItem": 1.0, "BatchGetItem": 1.0, "BatchWriteItem": 3.0}
@@ -133,16 +134,16 @@ FLOORS: dict[str, Floor] = {
         {"GetItem": 1, "UpdateItem": 1}, "tracked, step not complete: GetItem + UpdateItem target"
     ),
     "final report, 1-command step": Floor(
-        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
-        "GetItem + UpdateItem, TransactWriteItems outcome + counter (the instance ended for the id),"
-        " BatchWriteItem deletes target+records, DeleteItem lock (no next step)",
+        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, **_END},
+        "GetItem + UpdateItem, TransactWriteItems outcome + counter (the instance ended for the id)"
+        " + lock release (no next step), BatchWriteItem deletes target+records",
     ),
     "final report, 3-command step": Floor(
-        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
+        {"GetItem": 1, "UpdateItem": 1, "BatchWriteItem": 1, **_END},
         "as for one command: the deletes of all records go in one BatchWriteItem",
     ),
     "final reports, batch of 10 (per report)": Floor(
-        {"BatchGetItem": 0.1, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
+        {"BatchGetItem": 0.1, "UpdateItem": 1, "BatchWriteItem": 1, **_END},
         "the events function looks a batch's command records up in one BatchGetItem, then as above",
     ),
     "TokenUpdate, 2 subscriptions": Floor(
@@ -167,9 +168,9 @@ FLOORS: dict[str, Floor] = {
         {"Query": SWEEP_QUERIES}, "one Query per shard of each sparse index (delayed, timeout, re-push)"
     ),
     "sweep, one due timeout": Floor(
-        {"Query": SWEEP_QUERIES, "UpdateItem": 1, "BatchWriteItem": 1, "DeleteItem": 1, **_END},
-        "shard Queries + UpdateItem claim + TransactWriteItems outcome + counter + BatchWriteItem"
-        " deletes + DeleteItem lock",
+        {"Query": SWEEP_QUERIES, "UpdateItem": 1, "BatchWriteItem": 1, **_END},
+        "shard Queries + UpdateItem claim + TransactWriteItems outcome + counter + lock release,"
+        " BatchWriteItem deletes",
     ),
     "sweep, one re-push": Floor(
         {"Query": SWEEP_QUERIES, "UpdateItem": 1}, "shard Queries + conditional UpdateItem of the push clock"

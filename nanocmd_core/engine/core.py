@@ -132,18 +132,28 @@ class EngineCore:
         error: str = "",
     ) -> None:
         """The step ended for this id; when the workflow enqueued nothing more for the instance
-        there, the instance ended for it too: its outcome is recorded first (once, in a
-        transaction), so a crash before the deletes redelivers without counting twice."""
+        there, the instance ended for it too: its outcome is recorded first, once, in one
+        transaction with the lock's release, so a crash before the deletes redelivers without
+        counting twice."""
         ended = (state.workflow, state.instance_id, state.enrollment_id) not in enqueued
         if outcome == "completed" and state.prior_error:  # an earlier step of it had failed
             outcome, error = "errored", state.prior_error
-        if ended and state.outcome_tracked and self.instances is not None:
-            self.instances.end_outcome(state.instance_id, state.enrollment_id, outcome, self.clock(), error)
+        end_outcome = ended and state.outcome_tracked and self.instances is not None
+        release = ended and self.registry.config_of(workflow).exclusive
+        now = self.clock()
+        writes: list[dict[str, Any]] = []
+        if end_outcome and self.instances is not None:
+            writes = self.instances.outcome_end_writes(
+                state.instance_id, state.enrollment_id, outcome, now, error
+            )
+        if self.store.end_step(state, release, writes):
+            return
+        # a condition did not hold (the outcome had ended already, the lock is another
+        # instance's) or the transaction conflicted: a part at a time
+        if end_outcome and self.instances is not None:
+            self.instances.end_outcome(state.instance_id, state.enrollment_id, outcome, now, error)
         self.store.delete_target(state)
-        if (
-            self.registry.config_of(workflow).exclusive
-            and (state.workflow, state.instance_id, state.enrollment_id) not in enqueued
-        ):
+        if release:
             self.store.release_lock(state.workflow, state.enrollment_id, state.instance_id)
 
     def _step_result(

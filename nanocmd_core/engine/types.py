@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from nanocmd_core.storage.engine_store import (
     DelayedState,
@@ -30,6 +30,9 @@ class EngineStore(Protocol):
     ) -> TargetState | None: ...
     def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None: ...
     def delete_target(self, state: TargetState) -> None: ...
+    def end_step(
+        self, state: TargetState, release_lock: bool, along: Sequence[dict[str, Any]] = ()
+    ) -> bool: ...
     def acquire_locks(
         self, workflow: str, instance_id: str, ids: Sequence[str], now: datetime, expires: datetime
     ) -> list[str]: ...
@@ -74,6 +77,9 @@ class InstanceStore(Protocol):
     def end_outcome(
         self, instance_id: str, enrollment_id: str, outcome: str, now: datetime, error: str = ""
     ) -> bool: ...
+    def outcome_end_writes(
+        self, instance_id: str, enrollment_id: str, outcome: str, now: datetime, error: str = ""
+    ) -> list[dict[str, Any]]: ...
     def get_instance(self, instance_id: str, now: datetime) -> InstanceRecord | None: ...
     def outcomes_page(
         self, instance_id: str, limit: int, token: str | None

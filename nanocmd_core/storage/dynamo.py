@@ -20,6 +20,7 @@ logger = Logger(service="nanocmd", child=True)
 # Enough parallel writes to fan a start out to hundreds of ids quickly, few enough for 2 cores.
 _FANOUT_THREADS = 16
 BATCH_WRITE_LIMIT = 25  # items in one BatchWriteItem (DynamoDB's limit)
+TRANSACTION_ITEMS = 100  # items in one TransactWriteItems (DynamoDB's limit)
 BATCH_WRITE_ATTEMPTS = 8
 BATCH_BACKOFF = 0.05
 """Seconds before the first resend of unprocessed items; doubled each time, capped, jittered."""
@@ -29,6 +30,21 @@ BATCH_BACKOFF_CAP = 2.0
 def _is_conditional_failure(exc: BaseException) -> bool:
     cause = getattr(exc, "cause_response_code", None)
     return cause in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def transaction_cancelled(exc: BaseException) -> bool:
+    """A raw client's TransactWriteItems was cancelled (nothing was written), for any reason."""
+    response = getattr(exc, "response", None) or {}
+    return bool(response.get("Error", {}).get("Code") == "TransactionCanceledException")
+
+
+def condition_failed(exc: BaseException) -> bool:
+    """A raw client's TransactWriteItems cancelled because a condition of it did not hold
+    (nothing was written); any other cancellation (a conflict, throttling) is an error."""
+    if not transaction_cancelled(exc):
+        return False
+    response = getattr(exc, "response", None) or {}
+    return any(r.get("Code") == "ConditionalCheckFailed" for r in response.get("CancellationReasons", []))
 
 
 class _conditional:

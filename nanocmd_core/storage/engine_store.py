@@ -15,8 +15,9 @@ Query of a sparse index that holds only what is due.
 - untracked report: GetItem command record (strongly consistent). That is all. The events
   function looks up a whole batch's reports in one BatchGetItem instead (``prefetched_commands``).
 - tracked report (NotNow, or not the last): GetItem + UpdateItem step target.
-- final report of a step: GetItem + UpdateItem, then one BatchWriteItem deleting the target and
-  its command records, and a DeleteItem of the lock when the workflow sent no next step.
+- final report of a step: GetItem + UpdateItem, then (when the instance ended for the id) one
+  TransactWriteItems of its outcome, counter and the lock's release (``end_step``), and one
+  BatchWriteItem deleting the target and its command records.
 - check-in (TokenUpdate): reads only the subscriptions (one index Query + BatchGetItem, cached per
   process); Authenticate/CheckOut add one Query of the id's partition + BatchWriteItem deletes.
 - Idle: the cached subscriptions + one GetItem start record per IdleNotStartedSince subscription.
@@ -30,23 +31,22 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 
+from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.storage.dynamo import (
     BatchWriteError,
     _conditional,
     _epoch,
-    _lease_free,
     batch_write,
     fan_out,
+    transaction_cancelled,
 )
-from nanocmd_core.storage.lock_store import LockStoreMixin
+from nanocmd_core.storage.lock_store import LockStoreMixin, lock_release_write
 from nanocmd_core.storage.models import (
     COMMAND,
     ENROLLMENT,
@@ -68,141 +68,49 @@ from nanocmd_core.storage.send_store import (
     DelayedState,
     SendStoreMixin,
 )
+from nanocmd_core.storage.targets import (
+    NOT_NOW_KEY,
+    REPORTED_KEY,
+    TIMEOUT_PREFIX,
+    DuplicateCommandError,
+    NewTarget,
+    TargetCommand,
+    TargetState,
+    TrackedCommand,
+    _trackable,
+    raw_results,
+    target_state,
+    user_channel_of,
+)
+from nanocmd_core.storage.timeout_store import TimeoutStoreMixin
 
 logger = Logger(service="nanocmd", child=True)
 
-__all__ = ["BatchWriteError", "DelayedCommandData", "DelayedState", "batch_write", "fan_out"]  # re-exports
+__all__ = [  # re-exports: the engine and the tests know these from here
+    "NOT_NOW_KEY",
+    "REPORTED_KEY",
+    "TIMEOUT_PREFIX",
+    "BatchWriteError",
+    "DelayedCommandData",
+    "DelayedState",
+    "DuplicateCommandError",
+    "NewTarget",
+    "TargetCommand",
+    "TargetState",
+    "TrackedCommand",
+    "batch_write",
+    "fan_out",
+    "raw_results",
+    "user_channel_of",
+]
 
-TIMEOUT_PREFIX = "TIMEOUT#"
 _PREFETCHED: ContextVar[dict[tuple[str, str], TrackedCommand | None] | None] = ContextVar(
     "nanocmd_prefetched_commands", default=None
 )
 """The command lookups of the batch of reports being processed (``prefetched_commands``)."""
 
 
-class DuplicateCommandError(ValueError):
-    """An (enrollment id, command UUID) pair is already tracked by a live step (SC-3)."""
-
-
-@dataclass(frozen=True)
-class TargetCommand:
-    uuid: str
-    logical: str
-    request_type: str
-
-
-@dataclass
-class NewTarget:
-    """One step for one id, as the engine stores it before sending."""
-
-    enrollment_id: str
-    step_id: str
-    workflow: str
-    instance_id: str
-    step_name: str
-    context: bytes
-    commands: list[TargetCommand]
-    created_at: int
-    timeout_at: int | None = None
-    pushed_at: int | None = None
-    not_until: int | None = None
-    outcome_tracked: bool = False
-    """The step's instance records its ids' outcomes (the engine ends them with the step)."""
-    prior_error: str = ""
-
-    def state(self) -> TargetState:
-        return TargetState(
-            enrollment_id=self.enrollment_id,
-            step_id=self.step_id,
-            workflow=self.workflow,
-            instance_id=self.instance_id,
-            step_name=self.step_name,
-            context=self.context,
-            commands=self.commands,
-            outcome_tracked=self.outcome_tracked,
-            prior_error=self.prior_error,
-        )
-
-
-class TrackedCommand(NamedTuple):
-    step_id: str
-    request_type: str
-    canonical: str
-    """The UUID the step target tracks the command by (the sent UUID, or the one a retry's
-    alias stands for)."""
-
-
-@dataclass
-class TargetState:
-    enrollment_id: str
-    step_id: str
-    workflow: str
-    instance_id: str
-    step_name: str
-    context: bytes
-    commands: list[TargetCommand]
-    results: dict[str, bytes] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-    aliases: set[str] = field(default_factory=set)
-    outcome_tracked: bool = False
-    prior_error: str = ""
-
-    @property
-    def complete(self) -> bool:
-        return all(c.uuid in self.done for c in self.commands)
-
-
-def _trackable(enrollment_id: str, command_uuid: str) -> bool:
-    """Whether (id, UUID) can be a command record's key at all (DynamoDB: partition key ≤ 2048
-    bytes, sort key ≤ 1024); anything else is untracked without asking DynamoDB."""
-    return (
-        bool(enrollment_id and command_uuid)
-        and len(enrollment_pk(enrollment_id).encode()) <= 2048
-        and len((COMMAND + command_uuid).encode()) <= 1024
-    )
-
-
-NOT_NOW_KEY = "nn:"
-"""``results`` keys beside the raw reports: NotNow count and report time per command UUID."""
-REPORTED_KEY = "at:"
-
-
-def _target_state(item: StepTarget) -> TargetState:
-    results = raw_results(item)
-    return TargetState(
-        enrollment_id=item.pk.removeprefix("ENR#"),
-        step_id=item.sk.removeprefix(STEP),
-        workflow=item.workflow,
-        instance_id=item.instance_id,
-        step_name=item.step_name or "",
-        context=item.context or b"",
-        commands=[TargetCommand(c.uuid, c.logical, c.request_type) for c in item.commands or []],
-        results={k: bytes(v) for k, v in results.items()},
-        done=set(item.done or ()),
-        aliases=set(item.aliases or ()),
-        outcome_tracked=bool(item.outcome_tracked),
-        prior_error=item.prior_error or "",
-    )
-
-
-def raw_results(item: StepTarget) -> dict[str, bytes]:
-    """Command UUID → its last raw report (the map also holds numbers: NotNow counts, times)."""
-    results = item.results.as_dict() if item.results is not None else {}  # type: ignore[no-untyped-call]
-    return {k: bytes(v) for k, v in results.items() if isinstance(v, bytes | bytearray)}
-
-
-def user_channel_of(enrollment_id: str) -> tuple[str, str] | None:
-    """``<udid>:<user id>`` (NanoMDM's user channel ids) → (udid, user id)."""
-    device, sep, user = enrollment_id.partition(":")
-    return (device, user) if sep and device and user else None
-
-
-def _done_count() -> Any:
-    """``size(done)`` in a condition: how many commands of the step have a final report."""
-    return size(StepTarget.done)  # type: ignore[no-untyped-call]
-
-
-class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin):
+class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin, TimeoutStoreMixin):
     """The engine's tracking data in one DynamoDB table (models.py)."""
 
     # --- steps -----------------------------------------------------------------------------
@@ -383,7 +291,7 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin):
             target.update(actions=actions, condition=condition)
         if write.failed:
             return None  # finished, cancelled or timed out meanwhile, or a repeat of a final
-        return _target_state(target)
+        return target_state(target)
 
     def reopen(self, enrollment_id: str, step_id: str, command_uuid: str) -> None:
         """Undo a completion whose delivery failed, so a retry of the same report completes again."""
@@ -404,46 +312,31 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin):
         ]
         self._delete_items(items)
 
-    # --- timeouts (the sweeper) -------------------------------------------------------------
-
-    def due_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
-        """(enrollment id, step id) of live step targets whose timeout has passed: one Query per
-        shard of the sparse ``gsi1`` index, so a sweep costs the same for 10 or 10 million ids."""
-        due: list[tuple[str, str]] = []
-        for shard in range(TIMEOUT_INDEX_SHARDS):
-            for item in StepTarget.gsi1.query(
-                f"{TIMEOUT_PREFIX}{shard}", StepTarget.gsi1sk <= _epoch(now), limit=limit - len(due)
-            ):
-                due.append((item.pk.removeprefix("ENR#"), item.sk.removeprefix(STEP)))
-            if len(due) >= limit:
-                break
-        return due
-
-    def claim_timeout(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
-        """Claim an unfinished step target for its timeout, or None when it completed, vanished or
-        another sweep holds it. From here reports are ignored (a report and a timeout racing end
-        in exactly one of the two: this update and the report's are serialised on one item)."""
-        unfinished = StepTarget.done.does_not_exist() | (_done_count() < StepTarget.n_commands)
-        return self._claim_target(enrollment_id, step_id, StepTarget.timing_out, unfinished, now)
-
-    def claim_stuck_completion(self, enrollment_id: str, step_id: str, now: datetime) -> TargetState | None:
-        """A step whose final report was recorded but whose delivery never finished (the process
-        died): claim it once the delivery lease is over, so the sweep delivers it."""
-        complete = _done_count() == StepTarget.n_commands
-        return self._claim_target(enrollment_id, step_id, StepTarget.claimed_until, complete, now)
-
-    @staticmethod
-    def _claim_target(
-        enrollment_id: str, step_id: str, lease: Any, state: Any, now: datetime
-    ) -> TargetState | None:
-        """Take ``lease`` on a live step target in ``state`` unless someone else holds it."""
-        target = StepTarget(enrollment_pk(enrollment_id), STEP + step_id)
-        with _conditional() as write:
-            target.update(
-                actions=[lease.set(_epoch(now) + DELIVERY_LEASE)],
-                condition=StepTarget.pk.exists() & state & _lease_free(lease, now),
-            )
-        return None if write.failed else _target_state(target)
+    def end_step(self, state: TargetState, release_lock: bool, along: Sequence[dict[str, Any]] = ()) -> bool:
+        """A step's end for its id: ``along`` (the id's outcome end: conditional) and the release
+        of the instance's lock (``release_lock``) in one TransactWriteItems, then the target and
+        its command records in one BatchWriteItem: a call fewer than apart, for one WCU more (a
+        deletion in a transaction costs 2). The deletes go in no transaction: unconditional,
+        they would cost twice as much there. False when the transaction was cancelled (a
+        condition did not hold: the outcome had ended already, the lock is another instance's;
+        or it conflicted): nothing was written, the caller does it a part at a time."""
+        if along:
+            writes = list(along)
+            if release_lock:
+                writes.append(lock_release_write(state.workflow, state.enrollment_id, state.instance_id))
+            try:
+                aws_client("dynamodb").transact_write_items(TransactItems=writes)
+            except Exception as exc:
+                if transaction_cancelled(exc):
+                    logger.debug(
+                        "step end transaction cancelled; a part at a time", extra={"error": str(exc)}
+                    )
+                    return False
+                raise
+        elif release_lock:
+            self.release_lock(state.workflow, state.enrollment_id, state.instance_id)
+        self.delete_target(state)
+        return True
 
     # --- helpers -------------------------------------------------------------------------------
 

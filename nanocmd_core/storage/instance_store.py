@@ -10,7 +10,8 @@ DynamoDB calls:
   can end a step before the start returns), and the instance item, failed and at-once-completed
   outcomes ride in the start records' BatchWriteItem.
 - the end of an id (its last step completed, timed out or was cancelled): one TransactWriteItems
-  of two updates: the outcome (only from ``in_flight``, so it is counted once) and the counter.
+  of two updates: the outcome (only from ``in_flight``, so it is counted once) and the counter;
+  at a step's end the lock's release rides in it (engine_store.py ``end_step``).
 - instance: GetItem + BatchGetItem of the counter shards; ``?ids=1`` adds Queries of the outcome
   shards, one page at a time. History: one Query per history shard per page + BatchGetItem.
 """
@@ -30,7 +31,7 @@ from pynamodb.models import Model
 
 from nanocmd_core.aws.clients import aws_client
 from nanocmd_core.status.errors import InvalidPageToken
-from nanocmd_core.storage.dynamo import batch_write
+from nanocmd_core.storage.dynamo import batch_write, condition_failed
 from nanocmd_core.storage.models import (
     COUNTERS,
     INSTANCE,
@@ -237,55 +238,63 @@ class DynamoInstanceStore:
         batch_write(puts=items)
         return True
 
+    def outcome_end_writes(
+        self, instance_id: str, enrollment_id: str, outcome: str, now: datetime, error: str = ""
+    ) -> list[dict[str, Any]]:
+        """The two TransactWriteItems updates that end an id's outcome: the outcome (only from
+        ``in_flight``, so it is counted once) and its counter shard. The engine writes them in
+        the same transaction as the step's own deletes (``end_step``), one call for the lot."""
+        if outcome not in END_OUTCOMES:
+            raise ValueError(f"not an end outcome: {outcome}")
+        shard = _shard(enrollment_id)
+        table = TableMeta.table_name
+        ttl = {"N": str(int(self._expires(now).timestamp()))}
+        set_error = ", #e = :e" if error else " REMOVE #e"
+        values: dict[str, Any] = {
+            ":o": {"S": outcome},
+            ":f": {"S": "in_flight"},
+            ":u": {"N": str(int(now.timestamp()))},
+            ":t": ttl,
+        }
+        if error:
+            values[":e"] = {"S": error[:2000]}
+        return [
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": outcome_pk(instance_id, shard)}, "sk": {"S": enrollment_id}},
+                    "UpdateExpression": "SET #o = :o, #u = :u, #t = :t" + set_error,
+                    "ConditionExpression": "#o = :f",
+                    "ExpressionAttributeNames": {
+                        "#o": "outcome",
+                        "#u": "updated_at",
+                        "#t": "ttl",
+                        "#e": "error",
+                    },
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": _counter_pk(instance_id, shard)}, "sk": {"S": _COUNTER_SK}},
+                    "UpdateExpression": "ADD #c :one SET #t = :t",
+                    "ExpressionAttributeNames": {"#c": outcome, "#t": "ttl"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":t": ttl},
+                }
+            },
+        ]
+
     def end_outcome(
         self, instance_id: str, enrollment_id: str, outcome: str, now: datetime, error: str = ""
     ) -> bool:
         """The instance ended for this id: its outcome leaves ``in_flight`` and is counted, both
         in one transaction and only once (False when it had already ended, or was never open)."""
-        if outcome not in END_OUTCOMES:
-            raise ValueError(f"not an end outcome: {outcome}")
-        shard = _shard(enrollment_id)
-        table = TableMeta.table_name
-        epoch = int(now.timestamp())
-        ttl = {"N": str(int(self._expires(now).timestamp()))}
-        set_error = ", #e = :e" if error else " REMOVE #e"
-        values: dict[str, Any] = {":o": {"S": outcome}, ":f": {"S": "in_flight"}, ":u": {"N": str(epoch)}}
-        values[":t"] = ttl
-        if error:
-            values[":e"] = {"S": error[:2000]}
+        writes = self.outcome_end_writes(instance_id, enrollment_id, outcome, now, error)
         try:
-            aws_client("dynamodb").transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": {"pk": {"S": outcome_pk(instance_id, shard)}, "sk": {"S": enrollment_id}},
-                            "UpdateExpression": "SET #o = :o, #u = :u, #t = :t" + set_error,
-                            "ConditionExpression": "#o = :f",
-                            "ExpressionAttributeNames": {
-                                "#o": "outcome",
-                                "#u": "updated_at",
-                                "#t": "ttl",
-                                "#e": "error",
-                            },
-                            "ExpressionAttributeValues": values,
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": {"pk": {"S": _counter_pk(instance_id, shard)}, "sk": {"S": _COUNTER_SK}},
-                            "UpdateExpression": "ADD #c :one SET #t = :t",
-                            "ExpressionAttributeNames": {"#c": outcome, "#t": "ttl"},
-                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":t": ttl},
-                        }
-                    },
-                ]
-            )
+            aws_client("dynamodb").transact_write_items(TransactItems=writes)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
-            if code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+            if condition_failed(exc):
                 return False
             raise
         return True

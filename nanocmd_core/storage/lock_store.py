@@ -23,13 +23,13 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
 from nanocmd_core.aws.clients import aws_client
-from nanocmd_core.storage.dynamo import _conditional, _epoch, batch_write, fan_out
+from nanocmd_core.storage.dynamo import TRANSACTION_ITEMS, _conditional, _epoch, batch_write, fan_out
 from nanocmd_core.storage.models import LOCK, START, TableMeta, WorkflowLock, WorkflowStart, enrollment_pk
 
 logger = Logger(service="nanocmd", child=True)
 
-LOCK_TRANSACTION_ITEMS = 100
-"""Conditional Puts in one TransactWriteItems (DynamoDB's limit)."""
+LOCK_TRANSACTION_ITEMS = TRANSACTION_ITEMS
+"""Conditional Puts in one TransactWriteItems."""
 LOCK_TRANSACTION_MIN = 8
 """Fewer ids than this take their locks one PutItem each (1 WCU, no transaction to cancel)."""
 _TRANSACTION_ROUNDS = 4
@@ -112,6 +112,18 @@ def _take_lock(workflow: str, instance_id: str, enrollment_id: str, now: datetim
                 raise
             time.sleep(_CONFLICT_RETRY_S)
     raise AssertionError("unreachable")
+
+
+def lock_release_write(workflow: str, enrollment_id: str, instance_id: str) -> dict[str, Any]:
+    """``release_lock`` as a TransactWriteItems Delete: only while the instance holds the lock."""
+    return {
+        "Delete": {
+            "TableName": TableMeta.table_name,
+            "Key": {"pk": {"S": enrollment_pk(enrollment_id)}, "sk": {"S": LOCK + workflow}},
+            "ConditionExpression": "instance_id = :me",
+            "ExpressionAttributeValues": {":me": {"S": instance_id}},
+        }
+    }
 
 
 def _lock_put(workflow: str, instance_id: str, enrollment_id: str, now: datetime, expires: datetime) -> Any:

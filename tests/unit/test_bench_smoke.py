@@ -56,11 +56,15 @@ def test_dynamodb_cost_counts_calls_for_every_kind(table_name: str, recorder: Dy
     for kind in ("untracked report", "NotNow report", "non-final report (1st of 3)", "status, 1 id"):
         assert extra[kind].calls == {}, kind
         assert extra[kind].wcu == extra[kind].rcu == 0.0, kind
-    for kind in ("final report, 1-command step", "sweep, one due timeout", "cancel, 1 id"):
-        assert extra[kind].calls == {"TransactWriteItems": 1.0}, kind
-        assert extra[kind].wcu == 4.0, kind  # two items, 2 WCU each in a transaction
+    # at a step's end the lock's release moves into the outcome's transaction (a DeleteItem fewer)
+    lock_in_transaction = {"DeleteItem": -1.0, "TransactWriteItems": 1.0}
+    for kind in ("final report, 1-command step", "sweep, one due timeout"):
+        assert extra[kind].calls == lock_in_transaction, kind
+        assert extra[kind].wcu == 5.0, kind  # three items at 2 WCU in a transaction, less the DeleteItem
         assert extra[kind].rcu == 0.0, kind
-    assert extra["final reports, batch of 10 (per report)"].calls == {"TransactWriteItems": 1.0}
+    assert extra["cancel, 1 id"].calls == {"TransactWriteItems": 1.0}
+    assert extra["cancel, 1 id"].wcu == 4.0  # two items, 2 WCU each in a transaction
+    assert extra["final reports, batch of 10 (per report)"].calls == lock_in_transaction
     assert extra["workflow start, 1 id"].calls == {"BatchWriteItem": 1.0}
     assert extra["TokenUpdate, 2 subscriptions"].calls == {"BatchWriteItem": 2.0}
     headers, rows, _ = ddb_cost.render_extra(cost)
