@@ -58,8 +58,8 @@ HANDED_BACK = "start chunk handed back"  # functions/events/app.py's log line
 FULL_SIZE_NOTE = (
     "DynamoDB Local writes on one core, about 1 ms of CPU an item with -dbPath, and a started id is"
     " six items: about 150 ids/s on this kind of machine (the engine's own CPU is ~1.3 ms an id), so"
-    " 100,000 ids take over 10 minutes, past what a bench size may take; --full (or naming the size"
-    " in --sizes) runs it."
+    " 100,000 ids take over 10 minutes; make bench runs it, and so do --full or naming the size in"
+    " --sizes here."
 )
 
 

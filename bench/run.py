@@ -102,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_table("Starts on the local stack (5 x 100 ids)", stack_starts.render(starts))
 
     if "fleet_starts" in only:  # asynchronous starts of 1,000 / 10,000 ids on the make run stack
-        fs = fleet_starts.run(
-            fleet_starts.QUICK_SIZES if args.quick else fleet_starts.SIZES, progress=_progress
+        fs = fleet_starts.run(  # the full run includes 100,000 ids (over ten minutes)
+            fleet_starts.QUICK_SIZES if args.quick else fleet_starts.SIZES,
+            full=not args.quick,
+            progress=_progress,
         )
         out["fleet_starts"] = fs.to_json()
         _print_table(

@@ -6,8 +6,9 @@ snapshot. So the work a first invocation would otherwise do belongs before the s
 must differ per environment is renewed after each restore:
 
 * before the snapshot: the AWS clients the function calls (a boto3 client costs tens of ms: its
-  service model and endpoint rules), the schemas of every deferred pydantic model of ours, and
-  whatever the function adds (the API's route table);
+  service model and endpoint rules), whatever the function adds (the API's route table), the
+  models our modules import only on first use (a module's ``_DEFERRED``) and the schemas of every
+  deferred pydantic model of ours;
 * after each restore: ``random`` reseeded (botocore's retry jitter; one snapshot must not give many
   environments one sequence; ``uuid4`` and ``secrets`` read the kernel's generator, which Lambda
   renews), and every cached client's pooled connections closed (a connection from before the
@@ -60,12 +61,29 @@ def before_snapshot() -> None:
         aws_client(service)
     for step in _STEPS:
         step()
+    load_deferred()
     build_models()
 
 
 def after_restore() -> None:
     random.seed()  # from os.urandom, renewed for each restored environment
     fresh_connections()
+
+
+def load_deferred() -> int:
+    """Import what our modules already imported defer to first access (PEP 562: a module's
+    ``_DEFERRED`` maps each such attribute to the module defining it), as a first use would;
+    returns how many attributes were resolved."""
+    resolved = 0
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("nanocmd_core.") or module is None:
+            continue
+        deferred: dict[str, str] = vars(module).get("_DEFERRED") or {}
+        for attribute in deferred:
+            if attribute not in vars(module):
+                getattr(module, attribute)
+                resolved += 1
+    return resolved
 
 
 def build_models() -> int:

@@ -1,6 +1,8 @@
 """ApiFunction: the management API (API Gateway REST proxy).
 
-The route table is built on the first request (or before the snapshot: this function has SnapStart)."""
+The route table, and the route modules with it, are built on the first request (or before the
+snapshot: this function has SnapStart), not at import (issue 14: the import is what every cold
+start without SnapStart pays)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from nanocmd_core import snapstart
-from nanocmd_core.api.app import create_api
 from nanocmd_core.config import settings
 from nanocmd_core.observability import MetricsTelemetry, function_logger, function_tracer, instrumented
 from nanocmd_core.wiring import App, build_app
@@ -27,6 +28,8 @@ def _services() -> App:
 
 @cache
 def _api() -> APIGatewayRestResolver:
+    from nanocmd_core.api.app import create_api
+
     return create_api(settings(), _services)
 
 

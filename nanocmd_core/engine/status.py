@@ -2,6 +2,9 @@
 
 Reads only: one Query of the id's partition per id for a device (whatever the fleet's size), a
 GetItem and one BatchGetItem for an instance's counts, a Query per page of its ids' outcomes.
+
+The view models are reached through ``views`` when a read builds them, not imported by name at
+the top: the events and sweeper functions import this module and never build one (issue 14).
 """
 
 from __future__ import annotations
@@ -9,28 +12,25 @@ from __future__ import annotations
 import plistlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanocmd_core.engine.cancel import per_id
 from nanocmd_core.engine.core import EngineCore
-from nanocmd_core.status.views import (
-    CommandStatus,
-    Counts,
-    DeviceStatus,
-    ErrorChainEntry,
-    IdOutcome,
-    InstancePage,
-    InstanceStatus,
-    InstanceSummary,
-    RunningWorkflow,
-    SendError,
-    StepStatus,
-)
+from nanocmd_core.status import views
 from nanocmd_core.storage.engine_store import NOT_NOW_KEY, REPORTED_KEY
 from nanocmd_core.storage.instance_store import InstanceRecord
 from nanocmd_core.storage.models import StepTarget
 from nanocmd_core.storage.partition_store import PartitionView, lock_held
 from nanocmd_core.workflow.step import unique_ids
+
+if TYPE_CHECKING:
+    from nanocmd_core.status.views import (
+        CommandStatus,
+        DeviceStatus,
+        InstancePage,
+        InstanceStatus,
+        StepStatus,
+    )
 
 _STATES = {"Acknowledged", "Error", "CommandFormatError", "NotNow", "Idle"}
 
@@ -59,7 +59,7 @@ def command_status(uuid: str, request_type: str, results: dict[str, Any]) -> Com
         errors = report.get("ErrorChain") if isinstance(report, dict) else None
         if state in {"Error", "CommandFormatError"} and isinstance(errors, list):
             chain = [
-                ErrorChainEntry(
+                views.ErrorChainEntry(
                     code=e.get("ErrorCode") if isinstance(e.get("ErrorCode"), int) else None,
                     domain=e.get("ErrorDomain") if isinstance(e.get("ErrorDomain"), str) else None,
                     description=e.get("USEnglishDescription") or e.get("LocalizedDescription") or None,
@@ -68,7 +68,7 @@ def command_status(uuid: str, request_type: str, results: dict[str, Any]) -> Com
                 if isinstance(e, dict)
             ]
     count = results.get(NOT_NOW_KEY + uuid)
-    return CommandStatus(
+    return views.CommandStatus(
         command_uuid=uuid,
         request_type=request_type,
         status=state,
@@ -83,7 +83,7 @@ def step_status(item: StepTarget) -> StepStatus:
     sent_at = item.sent_at
     if sent_at is None and item.not_until is None and item.send_error is None and item.last_push:
         sent_at = item.created_at  # a step stored before sent_at was recorded
-    return StepStatus(
+    return views.StepStatus(
         workflow=item.workflow,
         instance_id=item.instance_id,
         step_name=item.step_name or "",
@@ -92,7 +92,9 @@ def step_status(item: StepTarget) -> StepStatus:
         not_until=iso(item.not_until),
         timeout_at=iso(item.timeout_at),
         last_push_at=iso(item.last_push),
-        send_error=SendError(error=item.send_error, retry_at=iso(item.retry_at)) if item.send_error else None,
+        send_error=(
+            views.SendError(error=item.send_error, retry_at=iso(item.retry_at)) if item.send_error else None
+        ),
         # the workflow's own UUIDs where a chunk was sent under a derived one
         commands=[command_status(c.uuid, c.request_type, results) for c in item.commands or []],
     )
@@ -100,10 +102,10 @@ def step_status(item: StepTarget) -> StepStatus:
 
 def device_view(view: PartitionView, now: datetime) -> DeviceStatus:
     steps = sorted(view.steps, key=lambda s: (int(s.created_at or 0), s.sk))
-    return DeviceStatus(
+    return views.DeviceStatus(
         steps=[step_status(s) for s in steps],
         running=[
-            RunningWorkflow(
+            views.RunningWorkflow(
                 workflow=view.lock_workflow(lock), instance_id=lock.instance_id, since=iso(lock.acquired_at)
             )
             for lock in view.locks
@@ -140,13 +142,13 @@ class StatusMixin(EngineCore):
         record = self.instances.get_instance(instance_id, self.clock())
         if record is None:
             return None
-        counts = Counts(**record.counts)
+        counts = views.Counts(**record.counts)
         done = counts.in_flight == 0 and counts.pending == 0
-        status = InstanceStatus(**_summary(record), counts=counts, done=done)
+        status = views.InstanceStatus(**_summary(record), counts=counts, done=done)
         if with_ids:
             page, status.next = self.instances.outcomes_page(instance_id, max(1, limit), next_token)
             status.ids = [
-                IdOutcome(
+                views.IdOutcome(
                     id=o.enrollment_id, outcome=o.outcome, updated_at=iso_dt(o.updated_at), error=o.error
                 )
                 for o in page
@@ -157,9 +159,10 @@ class StatusMixin(EngineCore):
         self, workflow: str | None, *, limit: int = 50, next_token: str | None = None
     ) -> InstancePage:
         if self.instances is None:
-            return InstancePage(instances=[])
+            return views.InstancePage(instances=[])
         records, token = self.instances.history(workflow or None, max(1, limit), next_token, self.clock())
-        return InstancePage(instances=[InstanceSummary(**_summary(r)) for r in records], next=token)
+        summaries = [views.InstanceSummary(**_summary(r)) for r in records]
+        return views.InstancePage(instances=summaries, next=token)
 
 
 def iso_dt(when: datetime | None) -> str | None:

@@ -14,16 +14,31 @@ Conventions, chosen because devices omit whatever they like:
 
 Unknown request types parse as the generic ``CommandResponse`` (a deliberate change from the Go
 original, which errors): custom commands sent through the engine still get a result.
+
+The types no built-in workflow names are defined in ``deferred_responses``, imported on first use
+(a report of their request type, or first access here: PEP 562), not at every function's import
+(issue 14: cold starts). Import them from here.
 """
 
 # Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
 # every annotation string when it creates a model class, at import (issue 14: cold starts).
 import plistlib
-from typing import Any, ClassVar, TypeVar
+import sys
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nanocmd_core.mdm.errors import MDMResponseError, ReportParseError, validation_summary
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.deferred_responses import (
+        DeviceConfiguredResponse,
+        InstallApplicationResponse,
+        InstalledApplicationListItem,
+        InstalledApplicationListResponse,
+        RemoveProfileResponse,
+    )
 
 __all__ = [
     "RESPONSE_TYPES",
@@ -59,6 +74,29 @@ __all__ = [
 
 VALID_STATUSES = frozenset({"Acknowledged", "Idle", "NotNow"})
 """Statuses that are not failures (workflows.md §1.6)."""
+
+_DEFERRED_MODULE = "nanocmd_core.mdm.deferred_responses"
+_DEFERRED_REQUEST_TYPES = (
+    "DeviceConfigured",
+    "InstallApplication",
+    "InstalledApplicationList",
+    "RemoveProfile",
+)
+"""Request types whose response types ``deferred_responses`` defines (and registers on import)."""
+_DEFERRED = dict.fromkeys(
+    [f"{t}Response" for t in _DEFERRED_REQUEST_TYPES] + ["InstalledApplicationListItem"], _DEFERRED_MODULE
+)
+"""Models of this module defined in ``deferred_responses``, imported on first access: name → module."""
+
+
+def __getattr__(name: str) -> object:
+    """A deferred model, imported (and kept here) on first access."""
+    module = _DEFERRED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 class _AppleDict(BaseModel):
@@ -143,9 +181,23 @@ def register_response(cls: type[R]) -> type[R]:
     return cls
 
 
+def register_builtin(cls: type[R]) -> type[R]:
+    """``register_response`` for the built-in types ``deferred_responses`` defines on first use: a
+    type registered for the request type meanwhile stays, as it would have replaced the built-in
+    one registered at import."""
+    if not cls.request_type:
+        raise ValueError(f"{cls.__name__} has an empty request_type")
+    RESPONSE_TYPES.setdefault(cls.request_type, cls)
+    return cls
+
+
 def response_type_for(request_type: str) -> type[CommandResponse]:
     """The registered response class, or the generic ``CommandResponse`` for unknown types."""
-    return RESPONSE_TYPES.get(request_type, CommandResponse)
+    cls = RESPONSE_TYPES.get(request_type)
+    if cls is None and request_type in _DEFERRED_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
+        import_module(_DEFERRED_MODULE)  # registers its types
+        cls = RESPONSE_TYPES.get(request_type)
+    return cls or CommandResponse
 
 
 def load_plist_dict(raw: bytes, what: str = "report") -> dict[str, Any]:
@@ -357,36 +409,7 @@ class RotateFileVaultKeyResponse(CommandResponse):
     rotate_result: RotateResult = Field(default_factory=lambda: RotateResult(), alias="RotateResult")
 
 
-# --- InstalledApplicationList ------------------------------------------------------------
-
-
-class InstalledApplicationListItem(_AppleDict):
-    """One installed application."""
-
-    identifier: str | None = Field(default=None, alias="Identifier")
-    name: str | None = Field(default=None, alias="Name")
-    short_version: str | None = Field(default=None, alias="ShortVersion")
-    version: str | None = Field(default=None, alias="Version")
-    bundle_size: int | None = Field(default=None, alias="BundleSize")
-    dynamic_size: int | None = Field(default=None, alias="DynamicSize")
-    external_version_identifier: int | None = Field(default=None, alias="ExternalVersionIdentifier")
-    is_validated: bool | None = Field(default=None, alias="IsValidated")
-    installing: bool | None = Field(default=None, alias="Installing")
-    has_update_available: bool | None = Field(default=None, alias="HasUpdateAvailable")
-
-
-@register_response
-class InstalledApplicationListResponse(CommandResponse):
-    """Report of InstalledApplicationList."""
-
-    request_type: ClassVar[str] = "InstalledApplicationList"
-
-    installed_application_list: list[InstalledApplicationListItem] = Field(
-        default=[], alias="InstalledApplicationList"
-    )
-
-
-# --- status-only and near status-only responses ------------------------------------------
+# --- InstallProfile ----------------------------------------------------------------------
 
 
 @register_response
@@ -394,27 +417,3 @@ class InstallProfileResponse(CommandResponse):
     """Report of InstallProfile (status only)."""
 
     request_type: ClassVar[str] = "InstallProfile"
-
-
-@register_response
-class RemoveProfileResponse(CommandResponse):
-    """Report of RemoveProfile (status only)."""
-
-    request_type: ClassVar[str] = "RemoveProfile"
-
-
-@register_response
-class DeviceConfiguredResponse(CommandResponse):
-    """Report of DeviceConfigured (status only)."""
-
-    request_type: ClassVar[str] = "DeviceConfigured"
-
-
-@register_response
-class InstallApplicationResponse(CommandResponse):
-    """Report of InstallApplication: status, plus the app's identifier and install state."""
-
-    request_type: ClassVar[str] = "InstallApplication"
-
-    identifier: str | None = Field(default=None, alias="Identifier")
-    state: str | None = Field(default=None, alias="State")
