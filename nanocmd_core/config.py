@@ -58,6 +58,9 @@ def _whole(env: Mapping[str, str], name: str, default: int, unit: str, minimum: 
 
 @dataclass(frozen=True)
 class Settings:
+    """The process's NANOCMD_* settings (``from_env``); frozen, as every part of the process shares
+    one. (A docstring also spares the dataclass an ``inspect.signature`` at import, issue 14.)"""
+
     table_name: str = DEFAULT_TABLE
     queue_url: str = ""
     enqueue_url: str = ""

@@ -36,6 +36,8 @@ from nanocmd_core.workflows.profile import ProfileWorkflow
 
 @dataclass
 class App:
+    """What a function works with: the engine and the subsystem stores, built once per process."""
+
     settings: Settings
     engine: Engine
     inventory: InventoryStore

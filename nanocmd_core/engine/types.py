@@ -93,6 +93,8 @@ class InstanceStore(Protocol):
 
 @dataclass
 class SweepReport:
+    """What one sweep did (the sweeper function's answer)."""
+
     sent: int = 0
     """Ids a delayed step was sent to."""
     timed_out: int = 0
@@ -104,6 +106,8 @@ class SweepReport:
 
 @dataclass
 class StartResult:
+    """What one start did: the instance and which ids started, were skipped, failed or retry."""
+
     instance_id: str
     started_ids: list[str]
     skipped_ids: list[str] = field(default_factory=list)

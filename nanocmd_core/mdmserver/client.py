@@ -139,6 +139,8 @@ class MDMServerClient(Protocol):
 
 @dataclass
 class _Outcome:
+    """One attempt's result, and whether another attempt may change it."""
+
     result: ChunkResult
     retryable: bool
 

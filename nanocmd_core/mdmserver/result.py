@@ -30,7 +30,9 @@ from typing import Any
 
 DETAIL_LIMIT = 500
 
-_ALREADY_EXISTS = re.compile(r"already exists|duplicate entry|duplicate key", re.IGNORECASE)
+_ALREADY_EXISTS = r"already exists|duplicate entry|duplicate key"
+"""Compiled on first use (``re`` keeps it), not at import: a cold start that never sees a send
+error does not pay for it (issue 14)."""
 
 
 def truncate(text: str, limit: int = DETAIL_LIMIT) -> str:
@@ -45,7 +47,7 @@ def body_text(body: bytes) -> str:
 
 def is_already_exists(text: str) -> bool:
     """True if a command error says the CommandUUID is already stored (any NanoMDM backend)."""
-    return bool(_ALREADY_EXISTS.search(text))
+    return re.search(_ALREADY_EXISTS, text, re.IGNORECASE) is not None
 
 
 @dataclass

@@ -333,9 +333,11 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin, Tim
                     )
                     return False
                 raise
-        elif release_lock:
+            self.delete_target(state)
+            return True
+        self.delete_target(state)  # as before: the target first, then the lock it held
+        if release_lock:
             self.release_lock(state.workflow, state.enrollment_id, state.instance_id)
-        self.delete_target(state)
         return True
 
     # --- helpers -------------------------------------------------------------------------------

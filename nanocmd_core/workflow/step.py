@@ -23,6 +23,9 @@ class MDMContext:
 
 @dataclass(kw_only=True)
 class StepContext:
+    """What every step shape carries: its instance, its name, its context and the device's URL
+    parameters."""
+
     instance_id: str
     name: str = ""
     context: Any = None
@@ -45,6 +48,8 @@ class StepEnqueueing(StepContext):
 
 @dataclass(kw_only=True)
 class StepStart(StepContext):
+    """A new instance for ``ids`` (and the event that started it, if one did)."""
+
     ids: list[str]
     event: Event | None = None
 

@@ -493,6 +493,21 @@ def test_register_response_needs_request_type() -> None:
         register_response(Nameless)
 
 
+def test_a_type_registered_first_stays_when_the_deferred_builtin_registers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A built-in type defined on first use (deferred_responses) must not replace a user's type
+    registered meanwhile: registered at import, the built-in one would have been replaced."""
+    monkeypatch.setattr(responses, "RESPONSE_TYPES", {})
+
+    @register_response
+    class MyRemoveProfile(CommandResponse):
+        request_type: ClassVar[str] = "RemoveProfile"
+
+    assert responses.register_builtin(RemoveProfileResponse) is RemoveProfileResponse
+    assert response_type_for("RemoveProfile") is MyRemoveProfile
+
+
 # --- validate_status / completed ----------------------------------------------------------
 
 
