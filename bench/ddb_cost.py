@@ -121,9 +121,9 @@ def _page_queries(ids: Sequence[str], limit: int) -> int:
 IDS_PAGE_QUERIES = _page_queries(PROGRESS_IDS, IDS_PAGE)
 _END = {"TransactWriteItems": 1.0}  # the id's outcome + its counter shard, once (end_outcome)
 # at a step's end the lock's release rides in that transaction (end_step)
-# conditional lock; instance + in_flight outcomes batched; SC-3 lookup of the command record;
-# target + record batched; start record batched
-_START = {"PutItem": 1.0, "BatchGetItem": 1.0, "BatchWriteItem": 3.0}
+# conditional lock; instance + in_flight outcomes batched; target + record batched (no SC-3
+# lookup: the command drew its own UUID, engine/fresh_uuids.py); start record batched
+_START = {"PutItem": 1.0, "BatchWriteItem": 3.0}
 FLOORS: dict[str, Floor] = {
     "untracked report": Floor({"GetItem": 1}, "GetItem of the command record finds nothing; that is all"),
     "NotNow report": Floor(
@@ -147,7 +147,7 @@ FLOORS: dict[str, Floor] = {
         "the events function looks a batch's command records up in one BatchGetItem, then as above",
     ),
     "TokenUpdate, 2 subscriptions": Floor(
-        {"PutItem": 2, "BatchGetItem": 2, "BatchWriteItem": 6},
+        {"PutItem": 2, "BatchWriteItem": 6},
         "subscriptions cached per process (0 calls warm), then two workflow starts of 1 command",
     ),
     "Idle, IdleNotStartedSince sub": Floor(
@@ -155,13 +155,13 @@ FLOORS: dict[str, Floor] = {
     ),
     "workflow start, 1 id": Floor(
         _START,
-        "PutItem lock (conditional), BatchWriteItem instance + in_flight outcome, BatchGetItem"
-        " command records (SC-3), BatchWriteItem target + records, BatchWriteItem start record",
+        "PutItem lock (conditional), BatchWriteItem instance + in_flight outcome, BatchWriteItem"
+        " target + records (no SC-3 lookup: fresh UUIDs), BatchWriteItem start record",
     ),
     "workflow start, 30 ids (per id)": Floor(
-        {"TransactWriteItems": 1 / 30, "BatchGetItem": 1 / 30, "BatchWriteItem": 7 / 30},
+        {"TransactWriteItems": 1 / 30, "BatchWriteItem": 7 / 30},
         "the 30 conditional lock puts in 1 TransactWriteItems (2 WCU an item); instance + 30"
-        " outcomes in 2 BatchWriteItems (25 a request); 30 records looked up in 1 BatchGetItem;"
+        " outcomes in 2 BatchWriteItems (25 a request); no SC-3 lookup (fresh UUIDs);"
         " 60 targets and records in 3 BatchWriteItems, 30 start records in 2",
     ),
     "sweep, nothing due": Floor(

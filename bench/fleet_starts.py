@@ -53,7 +53,6 @@ TARGET_COMMANDS_S = {10_000: 60.0}
 COMMANDS = ("DeviceInformation", "SecurityInfo")  # the inventory workflow's one step
 WARMUP_IDS = 4 * CHUNK_IDS  # a chunk for each of the stack's 4 events consumers
 BATCH_ITEMS = 25  # BatchWriteItem
-BATCH_GET_KEYS = 100  # BatchGetItem
 HANDED_BACK = "start chunk handed back"  # functions/events/app.py's log line
 FULL_SIZE_NOTE = (
     "DynamoDB Local writes on one core, about 1 ms of CPU an item with -dbPath, and a started id is"
@@ -124,10 +123,10 @@ def floor_per_id(ids: int, chunk: int = CHUNK_IDS, commands: int = len(COMMANDS)
     transaction's price; storage/lock_store.py); 25 to a BatchWriteItem, the ``in_flight``
     outcome, the step target, one record per command and the start record (1 WCU each, all under
     1 KB), plus the step target's two KEYS_ONLY index entries (timeout ``gsi1``, re-push ``gsi2``:
-    1 WCU each); the SC-3 BatchGetItem of the command records, 100 keys a call, strongly
-    consistent (1 RCU a key, found or not). Per chunk: the GetItem of the instance (consistent,
-    1 RCU) and the UpdateItem of its counts (1 WCU). Per start: the instance's PutItem (1 WCU
-    and its two index entries)."""
+    1 WCU each). No SC-3 lookup of the command records: the inventory workflow's commands draw
+    their own UUIDs, which no step can hold yet (engine/fresh_uuids.py). Per chunk: the GetItem
+    of the instance (consistent, 1 RCU) and the UpdateItem of its counts (1 WCU). Per start: the
+    instance's PutItem (1 WCU and its two index entries)."""
     chunks = -(-ids // chunk)
     items = 1 + 1 + commands + 1
     calls = {
@@ -137,14 +136,13 @@ def floor_per_id(ids: int, chunk: int = CHUNK_IDS, commands: int = len(COMMANDS)
         / ids,
         "PutItem": 1 / ids,
         "BatchWriteItem": items / BATCH_ITEMS,
-        "BatchGetItem": commands / BATCH_GET_KEYS,
         "GetItem": chunks / ids,
         "UpdateItem": chunks / ids,
     }
     return {
         "calls": calls,
         "total_calls": sum(calls.values()),
-        "rcu": commands + chunks / ids,
+        "rcu": chunks / ids,
         "wcu": 2 + items + 2 + chunks / ids + 3 / ids,
     }
 
@@ -505,7 +503,7 @@ def render(result: FleetStartsResult) -> tuple[list[str], list[list[Any]], list[
         " key of a GetItem/BatchGetItem (1 strongly consistent, 0.5 not). Floor: the lock Puts, 100"
         " a TransactWriteItems (2 WCU each); 5 items"
         " (outcome, step target, 2 command records, start record) 25 a BatchWriteItem, + the step target's"
-        " 2 index entries; the SC-3 BatchGetItem (100 keys, 1 RCU each); per chunk a GetItem and an"
+        " 2 index entries (no SC-3 lookup: the commands drew their own UUIDs); per chunk a GetItem and an"
         " UpdateItem of the instance (floor_per_id).",
         "correct = 202, counts.started = ids (none skipped, failed or pending), and every id got exactly"
         " one DeviceInformation and one SecurityInfo at the MDM server.",

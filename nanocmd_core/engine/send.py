@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 
 from nanocmd_core.engine.core import EngineCore, _scope, chunk_command_uuid, retry_command_uuid
 from nanocmd_core.engine.errors import StepError
+from nanocmd_core.engine.fresh_uuids import claim_fresh
 from nanocmd_core.mdm.commands import Command, RawCommand
 from nanocmd_core.storage.engine_store import (
     DelayedCommandData,
@@ -128,7 +129,8 @@ class SendMixin(EngineCore):
             for enrollment_id in chunk
         ]
         try:
-            self.store.put_targets(targets)  # EQ-4: before sending, so no report arrives untracked
+            # EQ-4: before sending, so no report arrives untracked
+            self.store.put_targets(targets, fresh=claim_fresh(step.commands))
         except DuplicateCommandError as exc:
             raise StepError(f"storing step: {exc}") from exc
 

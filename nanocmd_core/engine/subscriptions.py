@@ -29,6 +29,8 @@ class SubscriptionError(ValueError):
 
 @dataclass(frozen=True)
 class EventSubscription:
+    """An event that starts a workflow (Go: an event subscription), with the start's context."""
+
     event: str
     workflow: str
     context: str = ""

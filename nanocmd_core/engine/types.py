@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +21,7 @@ from nanocmd_core.storage.partition_store import PartitionView
 class EngineStore(Protocol):
     """What the engine needs from storage (storage/engine_store.py implements it on DynamoDB)."""
 
-    def put_targets(self, targets: Sequence[NewTarget]) -> None: ...
+    def put_targets(self, targets: Sequence[NewTarget], fresh: Collection[str] = ()) -> None: ...
     def prefetched_commands(self, pairs: Iterable[tuple[str, str]]) -> AbstractContextManager[None]: ...
     def lookup_command(self, enrollment_id: str, command_uuid: str) -> TrackedCommand | None: ...
     def add_aliases(self, step_id: str, aliases: Sequence[tuple[str, str, str, str]]) -> None: ...

@@ -9,7 +9,8 @@ Query of a sparse index that holds only what is due.
   (BatchWriteItem), DeleteItem lock if Start enqueued nothing.
 - enqueue, per id: step target + one command record per command, 25 items to a BatchWriteItem
   (the calls run together), after one consistent BatchGetItem per 100 command records: a batch
-  write takes no condition, and a tracked (id, UUID) is never overwritten (SC-3). A delayed step
+  write takes no condition, and a tracked (id, UUID) is never overwritten (SC-3); none for the
+  UUIDs a typed command drew itself and no step used yet (engine/fresh_uuids.py). A delayed step
   adds one PutItem of its raw commands. So a 100-id start of a 2-command step costs 1
   TransactWriteItems of 100 locks + 2 BatchGetItems + 12 + 4 BatchWriteItems.
 - untracked report: GetItem command record (strongly consistent). That is all. The events
@@ -28,7 +29,7 @@ Query of a sparse index that holds only what is due.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -115,13 +116,14 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin, Tim
 
     # --- steps -----------------------------------------------------------------------------
 
-    def put_targets(self, targets: Sequence[NewTarget]) -> None:
+    def put_targets(self, targets: Sequence[NewTarget], fresh: Collection[str] = ()) -> None:
         """Store step targets and their command records in batches; none when a command is
         already tracked for its id (SC-3). A batch write takes no condition, so the records are
-        looked up first (one consistent BatchGetItem per 100)."""
+        looked up first (one consistent BatchGetItem per 100), but for the commands whose author's
+        UUID is in ``fresh`` (engine/fresh_uuids.py: no step can hold it yet)."""
         self._forget_prefetched(t.enrollment_id for t in targets)
         items: list[Model] = []
-        records: list[CommandRecord] = []
+        checked: list[tuple[CommandRecord, TargetCommand]] = []
         markers: dict[tuple[str, str], UserChannel] = {}
         for t in targets:
             pk = enrollment_pk(t.enrollment_id)
@@ -156,20 +158,22 @@ class DynamoEngineStore(SendStoreMixin, PartitionStoreMixin, LockStoreMixin, Tim
             channel = user_channel_of(t.enrollment_id)
             if channel is not None:  # the device's Authenticate/CheckOut ends this channel too
                 markers[channel] = UserChannel(enrollment_pk(channel[0]), USER_CHANNEL + channel[1])
-            records += [
-                CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type)
+            checked += [
+                (CommandRecord(pk, COMMAND + c.uuid, step_id=t.step_id, request_type=c.request_type), c)
                 for c in t.commands
             ]
         tracked = {
             (r.pk, r.sk)
             for r in CommandRecord.batch_get(
-                [(r.pk, r.sk) for r in records], consistent_read=True, attributes_to_get=["pk", "sk"]
+                [(r.pk, r.sk) for r, c in checked if c.logical not in fresh],
+                consistent_read=True,
+                attributes_to_get=["pk", "sk"],
             )
         }
         if tracked:
             dupes = sorted(pk.removeprefix(ENROLLMENT) + "/" + sk.removeprefix(COMMAND) for pk, sk in tracked)
             raise DuplicateCommandError(f"command already tracked: {', '.join(dupes[:5])}")
-        items += records
+        items += [r for r, _ in checked]
         items += markers.values()
         try:
             batch_write(puts=items)

@@ -74,6 +74,8 @@ class StartRecord:
 
 @dataclass
 class InstanceRecord:
+    """An instance's history entry as the status routes show it."""
+
     instance_id: str
     workflow: str
     started_at: datetime
@@ -85,6 +87,8 @@ class InstanceRecord:
 
 @dataclass
 class OutcomeRecord:
+    """Where one id of an instance stands (in flight, completed, failed, ...)."""
+
     enrollment_id: str
     outcome: str
     updated_at: datetime | None

@@ -33,6 +33,8 @@ compare leases with the real clock (the caller's), not with the time a sweep loo
 
 @dataclass
 class DelayedCommandData:
+    """One command of a step as stored to send later: the author's UUID, its type, the plist."""
+
     logical: str
     request_type: str
     plist: bytes

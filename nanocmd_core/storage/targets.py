@@ -19,6 +19,8 @@ class DuplicateCommandError(ValueError):
 
 @dataclass(frozen=True)
 class TargetCommand:
+    """One command of a step target: the UUID sent, the author's (logical) UUID, its type."""
+
     uuid: str
     logical: str
     request_type: str
@@ -67,6 +69,8 @@ class TrackedCommand(NamedTuple):
 
 @dataclass
 class TargetState:
+    """A step target as read back for a report, a timeout or a step end."""
+
     enrollment_id: str
     step_id: str
     workflow: str

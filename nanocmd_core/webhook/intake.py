@@ -40,6 +40,8 @@ MAX_ENROLLMENT_ID_BYTES = 1000
 
 @dataclass(frozen=True)
 class IntakeReply:
+    """What the intake answers NanoMDM, and the event it queued, if any."""
+
     status: int
     error: str = ""
     event: WebhookEvent | None = None

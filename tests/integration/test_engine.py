@@ -294,6 +294,24 @@ def test_tracked_pair_cannot_be_stored_twice(harness: Harness) -> None:
     assert harness.engine.store.lookup_command("A", "U1") is not None
 
 
+def test_a_command_enqueued_again_is_looked_up_though_it_drew_its_own_uuid(harness: Harness) -> None:
+    """SC-3 holds without its lookup for fresh UUIDs (engine/fresh_uuids.py): the same command
+    object, or a copy of it, enqueued again for an id whose step holds it is rejected."""
+    from nanocmd_core.workflow import StepEnqueueing
+
+    command = SecurityInfo()  # its UUID drawn by its own default factory
+    harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="i", ids=["A"], commands=[command]))
+    for again in (command, command.model_copy()):
+        with pytest.raises(StepError, match="already tracked"):
+            harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="j", ids=["A"], commands=[again]))
+    tracked = harness.engine.store.lookup_command("A", command.command_uuid)
+    assert tracked is not None and tracked.request_type == "SecurityInfo"
+    # a fresh command for the same id stores and is tracked beside the first
+    fresh = SecurityInfo()
+    harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="k", ids=["A"], commands=[fresh]))
+    assert harness.engine.store.lookup_command("A", fresh.command_uuid) is not None
+
+
 def test_more_than_thirty_ids_are_chunked_with_a_uuid_per_chunk(harness: Harness) -> None:
     """design.md §6, GAP-10: every chunk carries the command, each under its own UUID, and the
     workflow still sees the UUID it gave the command."""

@@ -270,3 +270,18 @@ def test_items_left_unprocessed_on_every_attempt_fail_loudly(
     ):
         DynamoEngineStore().record_started("test.wf.fleet", ["NEVER-1"], datetime.now(UTC))
     assert calls["BatchWriteItem"] == dynamo.BATCH_WRITE_ATTEMPTS
+
+
+def test_a_step_of_commands_that_drew_their_own_uuids_stores_without_the_sc3_lookup(harness: Harness) -> None:
+    """engine/fresh_uuids.py: no step can hold a UUID a typed command drew itself, so its records
+    go to the table unlooked-up; a UUID the author gave is looked up (100 records a call)."""
+    from nanocmd_core.mdm.commands import SecurityInfo
+    from nanocmd_core.workflow import StepEnqueueing
+
+    ids = [f"FRESH-{n:03d}" for n in range(250)]
+    drawn, given = SecurityInfo(), SecurityInfo(command_uuid=str(uuid.uuid4()))
+    for command, lookups in ((drawn, 0), (given, math.ceil(len(ids) / 100))):
+        with _counting_calls() as calls:
+            harness.engine.enqueue_step("wf", StepEnqueueing(instance_id="i", ids=ids, commands=[command]))
+        assert calls["BatchGetItem"] == lookups
+        assert all(harness.engine.store.lookup_command(i, command.command_uuid) is not None for i in ids[:30])
