@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -10,9 +11,11 @@ from nanocmd_core.engine.cancel import CancelMixin
 from nanocmd_core.engine.errors import AlreadyStartedError
 from nanocmd_core.engine.fleet_start import FleetStartMixin
 from nanocmd_core.engine.subscriptions import EventSubscription
-from nanocmd_core.mdm.checkin import Authenticate, CheckinMessage, CheckOut, TokenUpdate
 from nanocmd_core.workflow.events import Event, EventFlag
 from nanocmd_core.workflow.step import MDMContext
+
+if TYPE_CHECKING:  # the check-in models are imported when a check-in comes (issue 14: cold starts)
+    from nanocmd_core.mdm.checkin import CheckinMessage
 
 logger = Logger(service="nanocmd", child=True)
 
@@ -23,6 +26,8 @@ class CheckinsMixin(FleetStartMixin, CancelMixin):
     def handle_checkin(
         self, enrollment_id: str, message: CheckinMessage, mdm_context: MDMContext | None = None
     ) -> None:
+        from nanocmd_core.mdm.checkin import Authenticate, CheckOut, TokenUpdate
+
         if isinstance(message, Authenticate | CheckOut):
             removed = self.reset_enrollment(enrollment_id, type(message).__name__)  # CI-1, GAP-4 fixed
             logger.info(

@@ -11,7 +11,6 @@ from typing import Any
 from nanocmd_core.aws.blobs import BlobStore
 from nanocmd_core.aws.scheduler import SEND_STEP_KEY
 from nanocmd_core.engine.engine import Engine
-from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
 from nanocmd_core.webhook.intake import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE, ENROLLMENT_ID_ATTRIBUTE
 from nanocmd_core.workflow.step import MDMContext
@@ -41,6 +40,9 @@ def process_webhook_event(engine: Engine, event: WebhookEvent, received_at: date
             engine.handle_command_report(enrollment_id, ack.command_uuid or "", ack.raw_payload, mdm_context)
         return
     if event.checkin_type and event.checkin_event is not None:
+        # the check-in models are imported when a check-in comes (issue 14: cold starts)
+        from nanocmd_core.mdm.checkin import TokenUpdate, parse_checkin
+
         message = parse_checkin(event.checkin_type, event.checkin_event.raw_payload)  # WH-5
         if isinstance(message, TokenUpdate):
             message.enrolling = event.checkin_event.enrolling  # WH-10

@@ -7,18 +7,41 @@ values become plist ``<data>``.
 
 ``RawCommand`` wraps a command that only exists as plist bytes (delayed steps read back from
 storage, custom commands from the API) so the engine can treat both kinds alike.
+
+The typed built-in commands (``DeviceInformation`` ...) are defined in ``command_types``, imported
+on first use (first access here, PEP 562, or ``command_type_for`` of a built-in request type), not
+at every function's import (issue 14: cold starts). Import them from here.
 """
 
 # Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
 # every annotation string when it creates a model class, at import (issue 14: cold starts).
 import copy
 import plistlib
+import sys
 import uuid
-from typing import Any, ClassVar, Self, TypeVar
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.command_types import (
+        CertificateList,
+        DeviceConfigured,
+        DeviceInformation,
+        DeviceLock,
+        FileVaultUnlock,
+        InstallApplication,
+        InstalledApplicationList,
+        InstallProfile,
+        ProfileList,
+        RemoveProfile,
+        RotateFileVaultKey,
+        SecurityInfo,
+    )
+
 __all__ = [
+    "BUILTIN_REQUEST_TYPES",
     "COMMAND_TYPES",
     "AnyCommand",
     "CertificateList",
@@ -36,9 +59,40 @@ __all__ = [
     "RotateFileVaultKey",
     "SecurityInfo",
     "command_plist",
+    "command_type_for",
     "new_command_uuid",
     "register_command",
 ]
+
+BUILTIN_REQUEST_TYPES = (
+    "CertificateList",
+    "DeviceConfigured",
+    "DeviceInformation",
+    "DeviceLock",
+    "InstallApplication",
+    "InstallProfile",
+    "InstalledApplicationList",
+    "ProfileList",
+    "RemoveProfile",
+    "RotateFileVaultKey",
+    "SecurityInfo",
+)
+"""Request types of the built-in commands, each defined (and registered on import) in ``command_types``
+by a class of that name."""
+
+_DEFERRED_MODULE = "nanocmd_core.mdm.command_types"
+_DEFERRED = dict.fromkeys([*BUILTIN_REQUEST_TYPES, "FileVaultUnlock"], _DEFERRED_MODULE)
+"""Models of this module defined in ``command_types``, imported on first access: name → module."""
+
+
+def __getattr__(name: str) -> object:
+    """A deferred model, imported (and kept here) on first access."""
+    module = _DEFERRED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def new_command_uuid() -> str:
@@ -92,6 +146,8 @@ class Command(BaseModel):
 C = TypeVar("C", bound=Command)
 
 COMMAND_TYPES: dict[str, type[Command]] = {}
+"""Command types by request type: those registered so far (the built-in ones once ``command_types``
+is imported, on first use); ``command_type_for`` looks one up, importing the built-in ones if need be."""
 
 
 def register_command(cls: type[C]) -> type[C]:
@@ -99,6 +155,26 @@ def register_command(cls: type[C]) -> type[C]:
     if not cls.request_type:
         raise ValueError(f"{cls.__name__} has an empty request_type")
     COMMAND_TYPES[cls.request_type] = cls
+    return cls
+
+
+def register_builtin_command(cls: type[C]) -> type[C]:
+    """``register_command`` for the built-in types ``command_types`` defines on first use: a type
+    registered for the request type meanwhile stays, as it would have replaced the built-in one
+    registered at import."""
+    if not cls.request_type:
+        raise ValueError(f"{cls.__name__} has an empty request_type")
+    COMMAND_TYPES.setdefault(cls.request_type, cls)
+    return cls
+
+
+def command_type_for(request_type: str) -> type[Command] | None:
+    """The command type registered for ``request_type`` (a built-in one imported on first use), or
+    None for an unknown request type."""
+    cls = COMMAND_TYPES.get(request_type)
+    if cls is None and request_type in BUILTIN_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
+        import_module(_DEFERRED_MODULE)  # registers its types
+        cls = COMMAND_TYPES.get(request_type)
     return cls
 
 
@@ -178,121 +254,3 @@ class RawCommand:
 
 AnyCommand = Command | RawCommand
 """What the engine accepts in a step: a typed command or raw plist bytes wrapped as RawCommand."""
-
-
-@register_command
-class DeviceInformation(Command):
-    """Ask the device for the listed query keys (Apple: DeviceInformation)."""
-
-    request_type: ClassVar[str] = "DeviceInformation"
-
-    queries: list[str] | None = Field(default=None, alias="Queries")
-
-
-@register_command
-class SecurityInfo(Command):
-    """Ask for the security state (SIP, FileVault, ...); no payload keys."""
-
-    request_type: ClassVar[str] = "SecurityInfo"
-
-
-@register_command
-class ProfileList(Command):
-    """List installed configuration profiles."""
-
-    request_type: ClassVar[str] = "ProfileList"
-
-    managed_only: bool | None = Field(default=None, alias="ManagedOnly")
-
-
-@register_command
-class InstallProfile(Command):
-    """Install a configuration profile; ``payload`` is the (possibly signed) .mobileconfig bytes."""
-
-    request_type: ClassVar[str] = "InstallProfile"
-
-    payload: bytes = Field(alias="Payload")
-
-
-@register_command
-class RemoveProfile(Command):
-    """Remove the profile with this ``PayloadIdentifier``."""
-
-    request_type: ClassVar[str] = "RemoveProfile"
-
-    identifier: str = Field(alias="Identifier")
-
-
-@register_command
-class InstallApplication(Command):
-    """Install an app, by manifest URL (enterprise apps) or by identifier / store ID."""
-
-    request_type: ClassVar[str] = "InstallApplication"
-
-    manifest_url: str | None = Field(default=None, alias="ManifestURL")
-    management_flags: int | None = Field(default=None, alias="ManagementFlags")
-    identifier: str | None = Field(default=None, alias="Identifier")
-    itunes_store_id: int | None = Field(default=None, alias="iTunesStoreID")
-
-
-@register_command
-class DeviceConfigured(Command):
-    """Let a device waiting in Setup Assistant (AwaitingConfiguration) continue; no payload keys."""
-
-    request_type: ClassVar[str] = "DeviceConfigured"
-
-
-@register_command
-class CertificateList(Command):
-    """List installed certificates."""
-
-    request_type: ClassVar[str] = "CertificateList"
-
-    managed_only: bool | None = Field(default=None, alias="ManagedOnly")
-
-
-@register_command
-class DeviceLock(Command):
-    """Lock the device; on macOS ``pin`` is the 6-digit Find My PIN."""
-
-    request_type: ClassVar[str] = "DeviceLock"
-
-    pin: str | None = Field(default=None, alias="PIN")
-    message: str | None = Field(default=None, alias="Message")
-    phone_number: str | None = Field(default=None, alias="PhoneNumber")
-
-
-class FileVaultUnlock(BaseModel):
-    """The ``FileVaultUnlock`` dictionary of RotateFileVaultKey.
-
-    ``Password`` is the current personal recovery key (or a user password). Extra keys are kept
-    so a caller can send what a newer OS accepts.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
-
-    password: str | None = Field(default=None, alias="Password")
-    private_key_export: bytes | None = Field(default=None, alias="PrivateKeyExport")
-    private_key_export_password: str | None = Field(default=None, alias="PrivateKeyExportPassword")
-
-
-@register_command
-class RotateFileVaultKey(Command):
-    """Rotate the FileVault recovery key; the new key comes back encrypted to the reply certificate."""
-
-    request_type: ClassVar[str] = "RotateFileVaultKey"
-
-    key_type: str = Field(alias="KeyType")
-    file_vault_unlock: FileVaultUnlock = Field(alias="FileVaultUnlock")
-    new_certificate: bytes | None = Field(default=None, alias="NewCertificate")
-    reply_encryption_certificate: bytes | None = Field(default=None, alias="ReplyEncryptionCertificate")
-
-
-@register_command
-class InstalledApplicationList(Command):
-    """List installed apps, optionally only the given bundle IDs or only managed apps."""
-
-    request_type: ClassVar[str] = "InstalledApplicationList"
-
-    identifiers: list[str] | None = Field(default=None, alias="Identifiers")
-    managed_apps_only: bool | None = Field(default=None, alias="ManagedAppsOnly")

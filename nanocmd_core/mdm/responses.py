@@ -15,9 +15,10 @@ Conventions, chosen because devices omit whatever they like:
 Unknown request types parse as the generic ``CommandResponse`` (a deliberate change from the Go
 original, which errors): custom commands sent through the engine still get a result.
 
-The types no built-in workflow names are defined in ``deferred_responses``, imported on first use
-(a report of their request type, or first access here: PEP 562), not at every function's import
-(issue 14: cold starts). Import them from here.
+The typed responses of the built-in request types are defined in ``deferred_responses``, imported
+on first use (a report of one of their request types, or first access here: PEP 562), not at every
+function's import (issue 14: cold starts); only the common fields and the parsing are here. Import
+them from here.
 """
 
 # Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
@@ -33,11 +34,23 @@ from nanocmd_core.mdm.errors import MDMResponseError, ReportParseError, validati
 
 if TYPE_CHECKING:
     from nanocmd_core.mdm.deferred_responses import (
+        CertificateListItem,
+        CertificateListResponse,
         DeviceConfiguredResponse,
+        DeviceInformationResponse,
+        DeviceLockResponse,
         InstallApplicationResponse,
         InstalledApplicationListItem,
         InstalledApplicationListResponse,
+        InstallProfileResponse,
+        ProfileListItem,
+        ProfileListResponse,
+        QueryResponses,
         RemoveProfileResponse,
+        RotateFileVaultKeyResponse,
+        RotateResult,
+        SecurityInfo,
+        SecurityInfoResponse,
     )
 
 __all__ = [
@@ -77,14 +90,30 @@ VALID_STATUSES = frozenset({"Acknowledged", "Idle", "NotNow"})
 
 _DEFERRED_MODULE = "nanocmd_core.mdm.deferred_responses"
 _DEFERRED_REQUEST_TYPES = (
+    "CertificateList",
     "DeviceConfigured",
+    "DeviceInformation",
+    "DeviceLock",
     "InstallApplication",
+    "InstallProfile",
     "InstalledApplicationList",
+    "ProfileList",
     "RemoveProfile",
+    "RotateFileVaultKey",
+    "SecurityInfo",
 )
 """Request types whose response types ``deferred_responses`` defines (and registers on import)."""
 _DEFERRED = dict.fromkeys(
-    [f"{t}Response" for t in _DEFERRED_REQUEST_TYPES] + ["InstalledApplicationListItem"], _DEFERRED_MODULE
+    [f"{t}Response" for t in _DEFERRED_REQUEST_TYPES]
+    + [
+        "CertificateListItem",
+        "InstalledApplicationListItem",
+        "ProfileListItem",
+        "QueryResponses",
+        "RotateResult",
+        "SecurityInfo",
+    ],
+    _DEFERRED_MODULE,
 )
 """Models of this module defined in ``deferred_responses``, imported on first access: name → module."""
 
@@ -234,186 +263,3 @@ def parse_response(request_type: str, raw: bytes) -> CommandResponse:
         raise ReportParseError(f"invalid {label} report: {validation_summary(exc)}") from exc
     response.raw = raw
     return response
-
-
-# --- DeviceInformation -------------------------------------------------------------------
-
-
-class QueryResponses(_AppleDict):
-    """``QueryResponses`` of DeviceInformation; None = the device did not return that key."""
-
-    udid: str | None = Field(default=None, alias="UDID")
-    serial_number: str | None = Field(default=None, alias="SerialNumber")
-    model: str | None = Field(default=None, alias="Model")
-    model_name: str | None = Field(default=None, alias="ModelName")
-    model_number: str | None = Field(default=None, alias="ModelNumber")
-    product_name: str | None = Field(default=None, alias="ProductName")
-    device_name: str | None = Field(default=None, alias="DeviceName")
-    build_version: str | None = Field(default=None, alias="BuildVersion")
-    os_version: str | None = Field(default=None, alias="OSVersion")
-    supplemental_build_version: str | None = Field(default=None, alias="SupplementalBuildVersion")
-    ethernet_mac: str | None = Field(default=None, alias="EthernetMAC")
-    wifi_mac: str | None = Field(default=None, alias="WiFiMAC")
-    bluetooth_mac: str | None = Field(default=None, alias="BluetoothMAC")
-    imei: str | None = Field(default=None, alias="IMEI")
-    meid: str | None = Field(default=None, alias="MEID")
-    host_name: str | None = Field(default=None, alias="HostName")
-    local_host_name: str | None = Field(default=None, alias="LocalHostName")
-    device_capacity: float | None = Field(default=None, alias="DeviceCapacity")
-    available_device_capacity: float | None = Field(default=None, alias="AvailableDeviceCapacity")
-    battery_level: float | None = Field(default=None, alias="BatteryLevel")
-    is_supervised: bool | None = Field(default=None, alias="IsSupervised")
-    is_apple_silicon: bool | None = Field(default=None, alias="IsAppleSilicon")
-    has_battery: bool | None = Field(default=None, alias="HasBattery")
-    supports_lom_device: bool | None = Field(default=None, alias="SupportsLOMDevice")
-    is_multi_user: bool | None = Field(default=None, alias="IsMultiUser")
-    is_activation_lock_enabled: bool | None = Field(default=None, alias="IsActivationLockEnabled")
-
-
-@register_response
-class DeviceInformationResponse(CommandResponse):
-    """Report of DeviceInformation."""
-
-    request_type: ClassVar[str] = "DeviceInformation"
-
-    query_responses: QueryResponses = Field(default_factory=lambda: QueryResponses(), alias="QueryResponses")
-
-
-# --- SecurityInfo ------------------------------------------------------------------------
-
-
-class SecurityInfo(_AppleDict):
-    """The ``SecurityInfo`` dictionary (macOS and iOS keys); None = not reported."""
-
-    system_integrity_protection_enabled: bool | None = Field(
-        default=None, alias="SystemIntegrityProtectionEnabled"
-    )
-    authenticated_root_volume_enabled: bool | None = Field(
-        default=None, alias="AuthenticatedRootVolumeEnabled"
-    )
-    fde_enabled: bool | None = Field(default=None, alias="FDE_Enabled")
-    fde_has_personal_recovery_key: bool | None = Field(default=None, alias="FDE_HasPersonalRecoveryKey")
-    fde_has_institutional_recovery_key: bool | None = Field(
-        default=None, alias="FDE_HasInstitutionalRecoveryKey"
-    )
-    fde_personal_recovery_key_cms: bytes | None = Field(default=None, alias="FDE_PersonalRecoveryKeyCMS")
-    fde_personal_recovery_key_device_key: str | None = Field(
-        default=None, alias="FDE_PersonalRecoveryKeyDeviceKey"
-    )
-    remote_desktop_enabled: bool | None = Field(default=None, alias="RemoteDesktopEnabled")
-    is_recovery_lock_enabled: bool | None = Field(default=None, alias="IsRecoveryLockEnabled")
-    bootstrap_token_allowed_for_authentication: str | None = Field(
-        default=None, alias="BootstrapTokenAllowedForAuthentication"
-    )
-    bootstrap_token_required_for_kernel_extension_approval: bool | None = Field(
-        default=None, alias="BootstrapTokenRequiredForKernelExtensionApproval"
-    )
-    bootstrap_token_required_for_software_update: bool | None = Field(
-        default=None, alias="BootstrapTokenRequiredForSoftwareUpdate"
-    )
-    firewall_settings: dict[str, Any] | None = Field(default=None, alias="FirewallSettings")
-    firmware_password_status: dict[str, Any] | None = Field(default=None, alias="FirmwarePasswordStatus")
-    management_status: dict[str, Any] | None = Field(default=None, alias="ManagementStatus")
-    secure_boot: dict[str, Any] | None = Field(default=None, alias="SecureBoot")
-    hardware_encryption_caps: int | None = Field(default=None, alias="HardwareEncryptionCaps")
-    passcode_present: bool | None = Field(default=None, alias="PasscodePresent")
-    passcode_compliant: bool | None = Field(default=None, alias="PasscodeCompliant")
-    passcode_compliant_with_profiles: bool | None = Field(default=None, alias="PasscodeCompliantWithProfiles")
-
-
-@register_response
-class SecurityInfoResponse(CommandResponse):
-    """Report of SecurityInfo (a NotNow report carries no ``SecurityInfo`` dict)."""
-
-    request_type: ClassVar[str] = "SecurityInfo"
-
-    security_info: SecurityInfo = Field(default_factory=lambda: SecurityInfo(), alias="SecurityInfo")
-
-
-# --- ProfileList -------------------------------------------------------------------------
-
-
-class ProfileListItem(_AppleDict):
-    """One installed profile."""
-
-    payload_identifier: str | None = Field(default=None, alias="PayloadIdentifier")
-    payload_uuid: str | None = Field(default=None, alias="PayloadUUID")
-    payload_display_name: str | None = Field(default=None, alias="PayloadDisplayName")
-    payload_description: str | None = Field(default=None, alias="PayloadDescription")
-    payload_organization: str | None = Field(default=None, alias="PayloadOrganization")
-    payload_version: int | None = Field(default=None, alias="PayloadVersion")
-    payload_removal_disallowed: bool | None = Field(default=None, alias="PayloadRemovalDisallowed")
-    has_removal_passcode: bool | None = Field(default=None, alias="HasRemovalPasscode")
-    is_encrypted: bool | None = Field(default=None, alias="IsEncrypted")
-    is_managed: bool | None = Field(default=None, alias="IsManaged")
-    payload_content: list[dict[str, Any]] | None = Field(default=None, alias="PayloadContent")
-    signer_certificates: list[bytes] | None = Field(default=None, alias="SignerCertificates")
-
-
-@register_response
-class ProfileListResponse(CommandResponse):
-    """Report of ProfileList."""
-
-    request_type: ClassVar[str] = "ProfileList"
-
-    profile_list: list[ProfileListItem] = Field(default=[], alias="ProfileList")
-
-
-# --- CertificateList ---------------------------------------------------------------------
-
-
-class CertificateListItem(_AppleDict):
-    """One installed certificate; ``data`` is the DER certificate."""
-
-    common_name: str | None = Field(default=None, alias="CommonName")
-    data: bytes | None = Field(default=None, alias="Data")
-    is_identity: bool | None = Field(default=None, alias="IsIdentity")
-
-
-@register_response
-class CertificateListResponse(CommandResponse):
-    """Report of CertificateList."""
-
-    request_type: ClassVar[str] = "CertificateList"
-
-    certificate_list: list[CertificateListItem] = Field(default=[], alias="CertificateList")
-
-
-# --- DeviceLock --------------------------------------------------------------------------
-
-
-@register_response
-class DeviceLockResponse(CommandResponse):
-    """Report of DeviceLock."""
-
-    request_type: ClassVar[str] = "DeviceLock"
-
-    message_result: str | None = Field(default=None, alias="MessageResult")
-
-
-# --- RotateFileVaultKey ------------------------------------------------------------------
-
-
-class RotateResult(_AppleDict):
-    """``RotateResult``: the new recovery key, CMS-encrypted to the reply certificate."""
-
-    encrypted_new_recovery_key: bytes | None = Field(default=None, alias="EncryptedNewRecoveryKey")
-
-
-@register_response
-class RotateFileVaultKeyResponse(CommandResponse):
-    """Report of RotateFileVaultKey."""
-
-    request_type: ClassVar[str] = "RotateFileVaultKey"
-
-    rotate_result: RotateResult = Field(default_factory=lambda: RotateResult(), alias="RotateResult")
-
-
-# --- InstallProfile ----------------------------------------------------------------------
-
-
-@register_response
-class InstallProfileResponse(CommandResponse):
-    """Report of InstallProfile (status only)."""
-
-    request_type: ClassVar[str] = "InstallProfile"

@@ -5,22 +5,17 @@ Asking the device first avoids re-enrolling certificates on every run, which cos
 can revoke a working identity.
 """
 
-# Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
-# every annotation string when it creates a model class, at import (issue 14: cold starts).
+from __future__ import annotations
+
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from cryptography import x509
 
-from nanocmd_core.mdm.commands import CertificateList, InstallProfile
-from nanocmd_core.mdm.responses import (
-    CertificateListItem,
-    CertificateListResponse,
-    InstallProfileResponse,
-)
-from nanocmd_core.subsystems.cmdplan.storage import GoJSONModel
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
     IncorrectContextTypeError,
@@ -33,44 +28,49 @@ from nanocmd_core.workflow import (
     WorkflowError,
 )
 
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.responses import CertificateListItem
+    from nanocmd_core.workflows.certprof_context import CertProfContext, Criteria, Filter
+
+__all__ = [
+    "NAME",
+    "STEP_PROFILE",
+    "CertProfContext",
+    "CertProfWorkflow",
+    "Criteria",
+    "Filter",
+    "checked_context",
+    "filter_certificates",
+    "replace_text",
+    "should_replace",
+]
+
 NAME = "io.micromdm.wf.certprof.v1"
 STEP_PROFILE = "profile"
 
 logger = Logger(service="nanocmd", child=True)
 
 
-class Filter(GoJSONModel):
-    """Selects the certificate of interest among those the device reports."""
-
-    cn_prefix: str = ""
-    allow_non_identity: bool = False
-
-
-class Criteria(GoJSONModel):
-    """When a found certificate must be replaced."""
-
-    always_replace: bool = False
-    until_expiry_sec: int = 0
+_DEFERRED = dict.fromkeys(
+    ("CertProfContext", "Criteria", "Filter"), "nanocmd_core.workflows.certprof_context"
+)
+"""The context models, defined in ``certprof_context`` and imported on first access: name → module."""
 
 
-class CertProfContext(GoJSONModel):
-    """The start context (workflows.md §6.2), carried as the first step's context too."""
-
-    profile: str = ""
-    filter: Filter | None = None
-    criteria: Criteria | None = None
-    no_managed_only: bool = False
-    text_replacements: dict[str, str] | None = None
-
-    def validate_context(self) -> None:
-        if not self.profile:
-            raise WorkflowError("validating context: empty profile name provided")
-        if self.filter is None:
-            raise WorkflowError("validating context: empty filter")
+def __getattr__(name: str) -> object:
+    """A deferred model, imported (and kept here) on first access."""
+    module = _DEFERRED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def checked_context(value: object) -> CertProfContext:
     """The step's context, validated as at start (the first completion re-checks it)."""
+    from nanocmd_core.workflows.certprof_context import CertProfContext
+
     if value is None:
         raise WorkflowError("validating context: nil context")
     if not isinstance(value, CertProfContext):
@@ -126,9 +126,13 @@ class CertProfWorkflow(Workflow):
         self.profiles = profiles
 
     def context_codec(self, step_name: str) -> JSONContext[CertProfContext]:
+        from nanocmd_core.workflows.certprof_context import CertProfContext
+
         return JSONContext(CertProfContext)
 
     def start(self, step: StepStart) -> None:
+        from nanocmd_core.mdm.commands import CertificateList
+
         ctx = checked_context(step.context)
         command = CertificateList(managed_only=None if ctx.no_managed_only else True)
         self.enqueue(step.new_step_enqueueing(command, context=ctx))
@@ -142,6 +146,10 @@ class CertProfWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _certificate_list(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.commands import InstallProfile
+        from nanocmd_core.mdm.responses import CertificateListResponse
+        from nanocmd_core.workflows.certprof_context import Filter
+
         response = result.single_response(CertificateListResponse, "validating certificate list response")
         ctx = checked_context(result.context)
         found = filter_certificates(response.certificate_list, ctx.filter or Filter())
@@ -164,4 +172,6 @@ class CertProfWorkflow(Workflow):
         self.enqueue(result.new_step_enqueueing(InstallProfile(payload=payload), name=STEP_PROFILE))
 
     def _installed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import InstallProfileResponse
+
         result.single_response(InstallProfileResponse, "validating install profile response")

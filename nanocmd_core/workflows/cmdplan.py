@@ -4,11 +4,10 @@ DeviceConfigured — typically on enrollment (workflows.md §5)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.checkin import TokenUpdate
-from nanocmd_core.mdm.commands import Command, DeviceConfigured, InstallApplication, InstallProfile
 from nanocmd_core.subsystems.cmdplan.storage import CommandPlan, CommandPlanNotFoundError, CommandPlanStore
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
@@ -23,6 +22,9 @@ from nanocmd_core.workflow import (
     WorkflowError,
 )
 from nanocmd_core.workflows.common import log_install_results
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.commands import Command
 
 NAME = "io.micromdm.wf.cmdplan.v1"
 
@@ -89,6 +91,8 @@ def device_configured_skip_reason(event: Event | None) -> str | None:
     """Why DeviceConfigured must not be sent, or None when the start came from an enrollment
     whose TokenUpdate awaits configuration (sending it otherwise would release a device from
     Setup Assistant too early, or do nothing)."""
+    from nanocmd_core.mdm.checkin import TokenUpdate
+
     if event is None:
         return "empty event"
     if event.flag != EventFlag.ENROLLMENT:
@@ -129,6 +133,8 @@ class CommandPlanWorkflow(Workflow):
 
     def commands_for(self, plan: CommandPlan, event: Event | None) -> list[Command]:
         """Profiles (in list order), then app manifests, then DeviceConfigured if it applies."""
+        from nanocmd_core.mdm.commands import DeviceConfigured, InstallApplication, InstallProfile
+
         commands: list[Command] = []
         if plan.profile_names:
             raw: dict[str, bytes] = {}

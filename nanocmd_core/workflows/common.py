@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.responses import CommandResponse, MDMResponseError
+from nanocmd_core.mdm.errors import MDMResponseError
 from nanocmd_core.workflow import StepEnqueueing, StepResult, Workflow
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.responses import CommandResponse
 
 logger = Logger(service="nanocmd", child=True)
 

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.commands import DeviceInformation
-from nanocmd_core.mdm.responses import DeviceInformationResponse
 from nanocmd_core.workflow import (
     StepResult,
     StepStart,
     Workflow,
 )
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.responses import DeviceInformationResponse
 
 NAME = "io.micromdm.wf.devinfolog.v1"
 QUERIES = ["UDID", "SerialNumber", "Model", "ModelName", "DeviceName", "OSVersion", "BuildVersion"]
@@ -29,9 +32,13 @@ class DeviceInfoLogWorkflow(Workflow):
     name = NAME
 
     def start(self, step: StepStart) -> None:
+        from nanocmd_core.mdm.commands import DeviceInformation
+
         self.enqueue(step.new_step_enqueueing(DeviceInformation(queries=list(QUERIES))))
 
     def step_completed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import DeviceInformationResponse
+
         info = result.single_response(DeviceInformationResponse, "validating device information response")
         logger.info(
             device_info_line(info),

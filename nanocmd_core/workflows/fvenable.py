@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.commands import InstallProfile, SecurityInfo
-from nanocmd_core.mdm.responses import InstallProfileResponse, MDMResponseError, SecurityInfoResponse
+from nanocmd_core.mdm.errors import MDMResponseError
 from nanocmd_core.subsystems.filevault.service import FileVaultError, FileVaultOps
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError
 from nanocmd_core.workflow import (
@@ -32,6 +31,9 @@ from nanocmd_core.workflow import (
     WorkflowError,
 )
 from nanocmd_core.workflows.common import enqueue_for_id
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.responses import SecurityInfoResponse
 
 NAME = "io.micromdm.wf.fvenable.v1"
 PROFILE_NAME = NAME
@@ -154,6 +156,8 @@ class FileVaultEnableWorkflow(Workflow):
 
     def start(self, step: StepStart) -> None:
         """One ``install`` step per id (workflows.md §1.5), each with its own command UUID."""
+        from nanocmd_core.mdm.commands import InstallProfile
+
         template = self.template()
         for enrollment_id in step.ids:
             try:
@@ -174,10 +178,14 @@ class FileVaultEnableWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _installed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import InstallProfileResponse
+
         result.single_response(InstallProfileResponse, "validating install response")
         self._poll(result, POLL_COUNTER)
 
     def _polled(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import SecurityInfoResponse
+
         if len(result.command_results) != 1:
             raise StepResultCommandLenMismatchError()
         response = result.command_results[0]
@@ -214,6 +222,8 @@ class FileVaultEnableWorkflow(Workflow):
 
     def _poll(self, result: StepResult, counter: int) -> None:
         """Another SecurityInfo for this id, sent ``POLL_INTERVAL`` from now."""
+        from nanocmd_core.mdm.commands import SecurityInfo
+
         enqueueing = result.new_step_enqueueing(SecurityInfo(), name=STEP_POLL, context=counter)
         enqueueing.not_until = self.clock() + POLL_INTERVAL
         self.enqueue(enqueueing)

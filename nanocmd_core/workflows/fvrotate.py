@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.commands import FileVaultUnlock, RotateFileVaultKey
-from nanocmd_core.mdm.responses import RotateFileVaultKeyResponse
 from nanocmd_core.subsystems.filevault.service import FileVaultError, FileVaultOps
 from nanocmd_core.subsystems.filevault.storage import PRKStoreError
 from nanocmd_core.workflow import (
@@ -32,6 +30,8 @@ class FileVaultRotateWorkflow(Workflow):
 
     def start(self, step: StepStart) -> None:
         """One step per id (workflows.md §1.5): each device unlocks with its own PRK."""
+        from nanocmd_core.mdm.commands import FileVaultUnlock, RotateFileVaultKey
+
         for enrollment_id in step.ids:
             try:
                 certificate = self.filevault.retrieve_prk_cert_raw(enrollment_id)
@@ -51,6 +51,8 @@ class FileVaultRotateWorkflow(Workflow):
             enqueue_for_id(self, step.new_step_enqueueing(command), enrollment_id)
 
     def step_completed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import RotateFileVaultKeyResponse
+
         response = result.single_response(RotateFileVaultKeyResponse, "validating rotate response")
         encrypted = response.rotate_result.encrypted_new_recovery_key
         if encrypted is None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from nanocmd_core.mdm.commands import DeviceInformation, SecurityInfo
-from nanocmd_core.mdm.responses import DeviceInformationResponse, MDMResponseError, SecurityInfoResponse
+from nanocmd_core.mdm.errors import MDMResponseError
 from nanocmd_core.subsystems.inventory.storage import InventoryStore
 from nanocmd_core.workflow import (
     Config,
@@ -79,9 +78,13 @@ class InventoryWorkflow(Workflow):
         self.inventory = inventory
 
     def start(self, step: StepStart) -> None:
+        from nanocmd_core.mdm.commands import DeviceInformation, SecurityInfo
+
         self.enqueue(step.new_step_enqueueing(DeviceInformation(queries=list(QUERIES)), SecurityInfo()))
 
     def step_completed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import DeviceInformationResponse
+
         if len(result.command_results) != 2:
             raise StepResultCommandLenMismatchError()
         info = result.result_of(DeviceInformationResponse)
@@ -95,6 +98,8 @@ class InventoryWorkflow(Workflow):
         self._store(result.id, values, "DeviceInformation")
 
     def event(self, event: Event, enrollment_id: str, mdm_context: MDMContext | None) -> None:
+        from nanocmd_core.mdm.responses import SecurityInfoResponse
+
         if event.flag != EventFlag.ALL_COMMAND_RESPONSE or not isinstance(event.data, SecurityInfoResponse):
             raise WorkflowError(f"unknown event data type for event: {event_name(event.flag)}")
         try:

@@ -11,8 +11,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.commands import DeviceLock
-from nanocmd_core.mdm.responses import DeviceLockResponse
 from nanocmd_core.subsystems.inventory.storage import InventoryStore
 from nanocmd_core.workflow import (
     StepEnqueuer,
@@ -51,6 +49,8 @@ class LockWorkflow(Workflow):
 
     def start(self, step: StepStart) -> None:
         """Per id: escrow a fresh PIN (``modified`` untouched, as in Go), then send the lock."""
+        from nanocmd_core.mdm.commands import DeviceLock
+
         for enrollment_id in step.ids:
             pin = new_pin()
             values: dict[str, Any] = {
@@ -65,6 +65,8 @@ class LockWorkflow(Workflow):
             enqueue_for_id(self, step.new_step_enqueueing(DeviceLock(pin=pin)), enrollment_id)
 
     def step_completed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.responses import DeviceLockResponse
+
         response = result.single_response(DeviceLockResponse, "validating lock response")
         values: dict[str, Any] = {KEY_RECEIVED: local_timestamp(self.clock()), "last_source": NAME}
         if response.message_result:

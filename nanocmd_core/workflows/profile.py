@@ -11,12 +11,11 @@ step context and the store is read again on completion, so a re-upload in betwee
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from nanocmd_core.mdm.commands import InstallProfile, ProfileList, RemoveProfile
-from nanocmd_core.mdm.responses import MDMResponseError, ProfileListItem, ProfileListResponse
+from nanocmd_core.mdm.errors import MDMResponseError
 from nanocmd_core.subsystems.profile.store import ProfileInfo, ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
     CommaListContext,
@@ -31,6 +30,10 @@ from nanocmd_core.workflow import (
     WorkflowError,
 )
 from nanocmd_core.workflows.common import log_install_results
+
+if TYPE_CHECKING:
+    from nanocmd_core.mdm.commands import InstallProfile, RemoveProfile
+    from nanocmd_core.mdm.responses import ProfileListItem
 
 logger = Logger(service="nanocmd", child=True)
 
@@ -95,6 +98,8 @@ class ProfileWorkflow(Workflow):
         return infos
 
     def start(self, step: StepStart) -> None:
+        from nanocmd_core.mdm.commands import ProfileList
+
         items = step.context if isinstance(step.context, list) else []
         if not items:
             raise WorkflowError("no managed profiles supplied in context")
@@ -110,6 +115,9 @@ class ProfileWorkflow(Workflow):
             raise UnknownStepNameError(result.name)
 
     def _listed(self, result: StepResult) -> None:
+        from nanocmd_core.mdm.commands import InstallProfile, RemoveProfile
+        from nanocmd_core.mdm.responses import ProfileListResponse
+
         if len(result.command_results) != 1:
             raise StepResultCommandLenMismatchError()
         listing = result.command_results[0]

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError
 
 from nanocmd_core.mdm import commands
 from nanocmd_core.mdm.commands import (
+    BUILTIN_REQUEST_TYPES,
     COMMAND_TYPES,
     CertificateList,
     Command,
@@ -26,6 +27,7 @@ from nanocmd_core.mdm.commands import (
     RemoveProfile,
     RotateFileVaultKey,
     SecurityInfo,
+    command_type_for,
     new_command_uuid,
     register_command,
 )
@@ -205,6 +207,26 @@ def test_registry_holds_every_builtin_command_under_its_class_name() -> None:
     for cls in builtins:
         assert cls.request_type == cls.__name__
         assert COMMAND_TYPES[cls.__name__] is cls
+        assert command_type_for(cls.__name__) is cls
+    assert sorted(BUILTIN_REQUEST_TYPES) == sorted(cls.__name__ for cls in builtins)
+    assert command_type_for("NoSuchCommand") is None
+
+
+def test_a_type_registered_first_stays_when_the_deferred_builtin_registers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A built-in command defined on first use (command_types) must not replace a user's type
+    registered meanwhile: registered at import, the built-in one would have been replaced."""
+    monkeypatch.setattr(commands, "COMMAND_TYPES", {})
+
+    @register_command
+    class MyDeviceLock(Command):
+        request_type: ClassVar[str] = "DeviceLock"
+
+    assert commands.register_builtin_command(DeviceLock) is DeviceLock
+    assert command_type_for("DeviceLock") is MyDeviceLock
+    assert commands.register_builtin_command(SecurityInfo) is SecurityInfo
+    assert command_type_for("SecurityInfo") is SecurityInfo
 
 
 def test_register_custom_command(monkeypatch: pytest.MonkeyPatch) -> None:

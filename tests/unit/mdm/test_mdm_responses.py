@@ -14,7 +14,7 @@ import pytest
 from pydantic import Field
 
 from nanocmd_core.mdm import responses
-from nanocmd_core.mdm.commands import COMMAND_TYPES
+from nanocmd_core.mdm.commands import BUILTIN_REQUEST_TYPES, command_type_for
 from nanocmd_core.mdm.errors import MDMParseError
 from nanocmd_core.mdm.responses import (
     RESPONSE_TYPES,
@@ -410,7 +410,8 @@ def test_status_only_reports(request_type: str, cls: type[CommandResponse]) -> N
 
 
 def test_every_builtin_command_has_a_response_type() -> None:
-    for request_type in COMMAND_TYPES:
+    for request_type in BUILTIN_REQUEST_TYPES:
+        assert command_type_for(request_type) is not None, request_type
         cls = response_type_for(request_type)
         assert cls is not CommandResponse, request_type
         assert cls.request_type == request_type
