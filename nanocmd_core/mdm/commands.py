@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nanocmd_core.deferred import deferred_attributes
+
 if TYPE_CHECKING:
     from nanocmd_core.mdm.command_types import (
         CertificateList,
@@ -85,14 +87,7 @@ _DEFERRED = dict.fromkeys([*BUILTIN_REQUEST_TYPES, "FileVaultUnlock"], _DEFERRED
 """Models of this module defined in ``command_types``, imported on first access: name → module."""
 
 
-def __getattr__(name: str) -> object:
-    """A deferred model, imported (and kept here) on first access."""
-    module = _DEFERRED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = deferred_attributes(__name__, _DEFERRED)
 
 
 def new_command_uuid() -> str:

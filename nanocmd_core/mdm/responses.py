@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nanocmd_core.deferred import deferred_attributes
+from nanocmd_core.mdm.commands import BUILTIN_REQUEST_TYPES
 from nanocmd_core.mdm.errors import MDMResponseError, ReportParseError, validation_summary
 
 if TYPE_CHECKING:
@@ -89,22 +91,8 @@ VALID_STATUSES = frozenset({"Acknowledged", "Idle", "NotNow"})
 """Statuses that are not failures (workflows.md §1.6)."""
 
 _DEFERRED_MODULE = "nanocmd_core.mdm.deferred_responses"
-_DEFERRED_REQUEST_TYPES = (
-    "CertificateList",
-    "DeviceConfigured",
-    "DeviceInformation",
-    "DeviceLock",
-    "InstallApplication",
-    "InstallProfile",
-    "InstalledApplicationList",
-    "ProfileList",
-    "RemoveProfile",
-    "RotateFileVaultKey",
-    "SecurityInfo",
-)
-"""Request types whose response types ``deferred_responses`` defines (and registers on import)."""
 _DEFERRED = dict.fromkeys(
-    [f"{t}Response" for t in _DEFERRED_REQUEST_TYPES]
+    [f"{t}Response" for t in BUILTIN_REQUEST_TYPES]  # one each, in ``deferred_responses``
     + [
         "CertificateListItem",
         "InstalledApplicationListItem",
@@ -118,14 +106,7 @@ _DEFERRED = dict.fromkeys(
 """Models of this module defined in ``deferred_responses``, imported on first access: name → module."""
 
 
-def __getattr__(name: str) -> object:
-    """A deferred model, imported (and kept here) on first access."""
-    module = _DEFERRED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = deferred_attributes(__name__, _DEFERRED)
 
 
 class _AppleDict(BaseModel):
@@ -223,7 +204,7 @@ def register_builtin(cls: type[R]) -> type[R]:
 def response_type_for(request_type: str) -> type[CommandResponse]:
     """The registered response class, or the generic ``CommandResponse`` for unknown types."""
     cls = RESPONSE_TYPES.get(request_type)
-    if cls is None and request_type in _DEFERRED_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
+    if cls is None and request_type in BUILTIN_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
         import_module(_DEFERRED_MODULE)  # registers its types
         cls = RESPONSE_TYPES.get(request_type)
     return cls or CommandResponse

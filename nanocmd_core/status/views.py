@@ -15,10 +15,11 @@ creation.
 
 # Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
 # every annotation string when it creates a model class, at import (issue 14: cold starts).
-from importlib import import_module
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from nanocmd_core.deferred import deferred_attributes
 
 if TYPE_CHECKING:
     from nanocmd_core.status.device_views import (
@@ -79,14 +80,7 @@ _DEFERRED = {
 """Models of this module defined elsewhere, imported on first access: name → module."""
 
 
-def __getattr__(name: str) -> object:
-    """A deferred model, imported (and kept here) on first access."""
-    module = _DEFERRED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = deferred_attributes(__name__, _DEFERRED)
 
 
 class View(BaseModel):

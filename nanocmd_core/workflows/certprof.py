@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from cryptography import x509
 
+from nanocmd_core.deferred import deferred_attributes
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
 from nanocmd_core.workflow import (
     IncorrectContextTypeError,
@@ -57,14 +57,7 @@ _DEFERRED = dict.fromkeys(
 """The context models, defined in ``certprof_context`` and imported on first access: name → module."""
 
 
-def __getattr__(name: str) -> object:
-    """A deferred model, imported (and kept here) on first access."""
-    module = _DEFERRED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = deferred_attributes(__name__, _DEFERRED)
 
 
 def checked_context(value: object) -> CertProfContext:
