@@ -76,16 +76,23 @@ print(json.dumps({**out, "third_party": third_party, "own": own}))
 """
 
 
-def write_floor(task: Path, modules: Sequence[str], name: str = "floor_app") -> str:
+def write_floor(
+    task: Path, modules: Sequence[str], name: str = "floor_app", *, gc_paused: bool = False
+) -> str:
     """The floor as a module beside ``app.py``: the handler with every line of ours taken out,
     importing exactly the third-party modules the handler's import loaded, in load order. A module,
     imported as Lambda imports ``app``, because the same imports cost about a tenth more CPU run as
     a module's body than as a loop of ``import_module`` calls at top level (even from a module that
-    holds nothing but them): a loop would make a handler without code of its own look 1.1x its floor."""
-    lines = ["FAILED = []"]
+    holds nothing but them): a loop would make a handler without code of its own look 1.1x its floor.
+    ``gc_paused``: with the garbage collector off during the imports, as the handlers run theirs, so
+    the ratio compares the same imports under the same interpreter settings."""
+    lines = ["import gc", "gc.disable()"] if gc_paused else []
+    lines.append("FAILED = []")
     for module in modules:
         lines += ["try:", f"    import {module}", "except Exception as exc:"]
         lines.append(f"    FAILED.append({module!r} + ': ' + repr(exc))")
+    if gc_paused:
+        lines += ["gc.freeze()", "gc.enable()"]
     (task / f"{name}.py").write_text("\n".join(lines) + "\n")
     return name
 

@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import math
+import os
 import socket
 import tempfile
 import threading
@@ -128,7 +129,12 @@ class WebhookSender:
 
 
 def stack_settings(mdm: FakeMDMServer, api_key: str, hmac_key: str) -> dict[str, str]:
+    """The stack's settings for a benchmark; the local stack's own knobs (``NANOCMD_LOCAL_*``:
+    consumers, gateway processes, JVM flags...) pass through from this process's environment, so
+    variants can be compared without editing code (StackProcess drops every other NANOCMD_*)."""
+    local = {k: v for k, v in os.environ.items() if k.startswith("NANOCMD_LOCAL_")}
     return {
+        **local,
         "NANOCMD_API": api_key,
         "NANOCMD_ENQUEUE_URL": mdm.enqueue_url,
         "NANOCMD_PUSH_URL": mdm.push_url,

@@ -52,6 +52,15 @@ FAUXQS_LAUNCHER = LOCAL_DIR / "fauxqs.mjs"
 
 #: JVM flags that cut DynamoDB Local's start to about 1.5 s: C1 only (no C2 warm-up) and the serial GC.
 DEFAULT_JVM_ARGS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto")
+JVM_ARGS_ENV = "NANOCMD_LOCAL_JVM_ARGS"
+"""Space-separated JVM flags that replace DEFAULT_JVM_ARGS (to try other JIT or GC settings)."""
+
+
+def default_jvm_args() -> tuple[str, ...]:
+    """DEFAULT_JVM_ARGS, or those of ``NANOCMD_LOCAL_JVM_ARGS`` when it is set."""
+    given = os.environ.get(JVM_ARGS_ENV, "").split()
+    return tuple(given) if given else DEFAULT_JVM_ARGS
+
 
 #: botocore service ids (as used in ``AWS_ENDPOINT_URL_<ID>``) that fauxqs answers for us.
 FAUXQS_SERVICES: tuple[str, ...] = ("SQS", "S3")
@@ -311,7 +320,7 @@ class DynamoDBLocal(_ChildProcess):
         install_dir: Path | None = None,
         log_path: Path | None = None,
         java: str | None = None,
-        jvm_args: Sequence[str] = DEFAULT_JVM_ARGS,
+        jvm_args: Sequence[str] | None = None,
         db_path: Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -319,7 +328,7 @@ class DynamoDBLocal(_ChildProcess):
         self.install_dir = install_dir
         self.db_path = db_path
         self.java = java or os.environ.get("JAVA") or shutil.which("java") or ""
-        self.jvm_args = tuple(jvm_args)
+        self.jvm_args = tuple(jvm_args) if jvm_args is not None else default_jvm_args()
 
     def _command(self) -> tuple[list[str], Path | None]:
         if not self.java:

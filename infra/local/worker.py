@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import boto3
+from botocore.config import Config
 
 from infra.local.lambda_runtime import FunctionHost
 from infra.local.services import REGION
@@ -105,6 +106,12 @@ def failed_message_ids(result: Any, message_ids: Sequence[str]) -> set[str]:
     return failed
 
 
+POLLER_CONFIG = Config(user_agent="nanocmd-local-esm", parameter_validation=False)
+"""The poller's SQS client: a fixed user agent (botocore otherwise rebuilds the string on every
+request) and no client-side validation of its few fixed-shape calls (fauxqs checks them): what
+Lambda's own poller costs is not the function's, so it should cost the local stack little too."""
+
+
 class QueuePoller:
     """Lambda's SQS event source mapping for one queue and one function."""
 
@@ -126,7 +133,7 @@ class QueuePoller:
         self.batch_size = max(1, min(batch_size, 10))
         self.wait_seconds = wait_seconds
         self.retry_visibility = retry_visibility
-        self.sqs = boto3.client("sqs")
+        self.sqs = boto3.client("sqs", config=POLLER_CONFIG)
         self._busy = threading.Lock()  # held while a batch is being processed
         self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"

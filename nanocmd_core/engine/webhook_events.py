@@ -12,7 +12,7 @@ from nanocmd_core.aws.blobs import BlobStore
 from nanocmd_core.aws.scheduler import SEND_STEP_KEY
 from nanocmd_core.engine.engine import Engine
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
-from nanocmd_core.webhook.intake import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE, ENROLLMENT_ID_ATTRIBUTE
+from nanocmd_core.webhook.message import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE, ENROLLMENT_ID_ATTRIBUTE
 from nanocmd_core.workflow.step import MDMContext
 
 

@@ -23,15 +23,11 @@ from nanocmd_core.aws.blobs import BlobStore
 from nanocmd_core.aws.queue import EventQueue
 from nanocmd_core.mdm.errors import WebhookParseError
 from nanocmd_core.mdm.webhook import WebhookEvent, parse_webhook
+from nanocmd_core.webhook.message import BLOB_POINTER, COMMAND_UUID_ATTRIBUTE, ENROLLMENT_ID_ATTRIBUTE
 
 CHECKIN_TOPICS = {"Authenticate", "TokenUpdate", "CheckOut"}
 MAX_MESSAGE_BYTES = 240 * 1024
 """Bodies above this go to the blob store and the message carries a pointer (SQS limit: 256 KiB)."""
-BLOB_POINTER = "nanocmd_blob"
-COMMAND_UUID_ATTRIBUTE = "command_uuid"
-ENROLLMENT_ID_ATTRIBUTE = "enrollment_id"
-"""Message attributes of a command report: its webhook ``command_uuid`` and enrollment id (the
-message group id is the enrollment id too, but cut to SQS's 128 characters)."""
 # what a DynamoDB key of the engine can hold (sort key ≤ 1024 bytes, partition key ≤ 2048), with
 # room for the key prefixes; real ones are a few dozen characters
 MAX_COMMAND_UUID_BYTES = 1000

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from cryptography import x509
 
 from nanocmd_core.deferred import deferred_attributes
 from nanocmd_core.subsystems.profile.store import ProfileNotFoundError, ProfileStore
@@ -89,6 +88,8 @@ def should_replace(item: CertificateListItem, criteria: Criteria | None, now: da
     if criteria.always_replace:
         return True, "always replace"
     if criteria.until_expiry_sec > 0:
+        from cryptography import x509  # here, not at import: no other cold start needs it
+
         try:
             cert = x509.load_der_x509_certificate(item.data or b"")
         except ValueError as exc:

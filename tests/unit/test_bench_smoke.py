@@ -113,6 +113,7 @@ def test_cold_start_measures_the_webhook_handler_and_its_floor() -> None:
     (result,) = cold_start.run(["webhook"], runs=1)
     assert result.handler_ms > 0
     assert result.floor_ms > 0
+    assert result.plain_floor_ms > 0 and result.plain_ratio > 0
     assert result.third_party_modules > 0
     assert result.heavy_imports == []  # the intake imports no engine, workflows or pynamodb
 

@@ -156,3 +156,76 @@ def test_the_api_function_builds_its_routes_on_first_use() -> None:
     assert result["before"] == []
     assert result["routes"]
     assert result["after"] == ["nanocmd_core.api.app", "nanocmd_core.status.device_views"]
+
+
+RARELY_USED = (
+    "nanocmd_core.subsystems.filevault.keypair",
+    "nanocmd_core.subsystems.filevault.cms",
+    "nanocmd_core.subsystems.profile.mobileconfig",
+)
+"""What only an escrow, a certificate or a profile upload needs: the key pair, the CMS code (the
+``cryptography`` and ``asn1crypto`` code under them) and the profile parser."""
+
+
+@pytest.mark.parametrize("function", ["events", "sweeper"])
+def test_a_function_loads_the_crypto_and_the_profile_parser_on_first_use(function: str) -> None:
+    """Neither the events nor the sweeper function load the FileVault crypto, the profile parser
+    or the webhook intake at import; the key pair, a PRK escrow and a profile's parse still work."""
+    result = _fresh(
+        "import importlib.util, json, sys\n"
+        f"loaded = {LOADED}\n"
+        f"rare = {RARELY_USED!r}\n"
+        f"spec = importlib.util.spec_from_file_location('app', 'functions/{function}/app.py')\n"
+        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
+        "steps = {'import': loaded(*rare, 'nanocmd_core.webhook.intake')}\n"
+        "from nanocmd_core.subsystems import filevault\n"
+        "from nanocmd_core.subsystems.filevault.storage import MemoryKeyPairStore\n"
+        "pair = MemoryKeyPairStore().keypair()\n"
+        "steps['keypair'] = loaded(*rare)\n"
+        "from tests.unit.subsystems.filevault.cms_builder import envelope\n"
+        "class PRKs:\n"
+        "    def store_prk(self, enrollment_id, prk): self.stored = (enrollment_id, prk)\n"
+        "prks = PRKs()\n"
+        "vault = filevault.FileVault(MemoryKeyPairStore(pair), prks)\n"
+        "prk = vault.escrow_prk('U-1', envelope(b'ABCD-EFGH', pair.certificate))\n"
+        "from nanocmd_core.subsystems.profile import storage\n"
+        "keys = {'PayloadIdentifier': 'com.x', 'PayloadUUID': 'u', 'PayloadType': 'Configuration',\n"
+        "        'PayloadVersion': 1}\n"
+        "import plistlib\n"
+        "parsed = storage._parse(plistlib.dumps(keys))\n"
+        "print(json.dumps({'steps': steps, 'prk': prk, 'stored': prks.stored,\n"
+        "                  'same': filevault.KeyPair is type(pair), 'identifier': parsed.identifier,\n"
+        "                  'after': loaded(*rare)}))\n",
+        FUNCTION_ENV,
+    )
+    assert result["steps"] == {
+        "import": [],
+        "keypair": ["nanocmd_core.subsystems.filevault.keypair"],
+    }
+    assert result["prk"] == "ABCD-EFGH"
+    assert result["stored"] == ["U-1", "ABCD-EFGH"]
+    assert result["same"] is True
+    assert result["identifier"] == "com.x"
+    assert result["after"] == list(RARELY_USED)
+
+
+@pytest.mark.parametrize("function", ["api", "events", "sweeper", "webhook"])
+def test_a_function_collects_garbage_again_once_loaded(function: str) -> None:
+    """The handlers pause the collector while they load: afterwards it is on again, with what the
+    import built frozen out of later passes, and a cycle made after the import is collected."""
+    result = _fresh(
+        "import gc, importlib.util, json, weakref\n"
+        "enabled_before = gc.isenabled()\n"
+        f"spec = importlib.util.spec_from_file_location('app', 'functions/{function}/app.py')\n"
+        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
+        "class Node: pass\n"
+        "node = Node(); node.me = node; probe = weakref.ref(node); del node\n"
+        "gc.collect()\n"
+        "print(json.dumps({'before': enabled_before, 'enabled': gc.isenabled(),\n"
+        "                  'frozen': gc.get_freeze_count(), 'cycle_collected': probe() is None}))\n",
+        FUNCTION_ENV,
+    )
+    assert result["before"] is True
+    assert result["enabled"] is True
+    assert isinstance(result["frozen"], int) and result["frozen"] > 10_000
+    assert result["cycle_collected"] is True

@@ -3,11 +3,12 @@ escrow a CMS-encrypted PRK, retrieve the escrowed PRK."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from nanocmd_core.subsystems.filevault import cms
-from nanocmd_core.subsystems.filevault.keypair import KeyPair
 from nanocmd_core.subsystems.filevault.storage import KeyPairStore
+
+if TYPE_CHECKING:
+    from nanocmd_core.subsystems.filevault.keypair import KeyPair
 
 
 class FileVaultError(RuntimeError):
@@ -56,6 +57,8 @@ class FileVault:
         The plaintext is stored as text, as the Go original does (``string(bytes)``); bytes that
         are not UTF-8 are replaced so the value can still be stored.
         """
+        from nanocmd_core.subsystems.filevault import cms  # cryptography, on the first escrow
+
         try:
             enveloped = cms.parse_enveloped(cms_bytes)
         except cms.CMSError as exc:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pynamodb.attributes import BinaryAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError
 
 from nanocmd_core.storage.models import TableItem, TableMeta
-from nanocmd_core.subsystems.filevault.keypair import KeyPair, generate_self_signed
 from nanocmd_core.workflows.common import local_timestamp
+
+if TYPE_CHECKING:
+    from nanocmd_core.subsystems.filevault.keypair import KeyPair
 
 FVKEY = "FVKEY"
 INV_PRK_SOURCE = "InvPRK"
@@ -58,6 +60,8 @@ class DynamoKeyPairStore:
             return self._cache[table]
 
     def _load_or_create(self) -> KeyPair:
+        from nanocmd_core.subsystems.filevault.keypair import KeyPair, generate_self_signed
+
         try:
             item = FileVaultKeyItem.get(FVKEY, FVKEY, consistent_read=True)
             return KeyPair.load(item.key_pem, item.cert_der)
@@ -89,6 +93,8 @@ class MemoryKeyPairStore:
 
     def keypair(self) -> KeyPair:
         if self._pair is None:
+            from nanocmd_core.subsystems.filevault.keypair import generate_self_signed
+
             self._pair = generate_self_signed()
         return self._pair
 

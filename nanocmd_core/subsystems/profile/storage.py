@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, PutError
@@ -28,9 +28,13 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 
 from nanocmd_core.aws.blobs import BlobStore
+from nanocmd_core.deferred import deferred_attributes
 from nanocmd_core.storage.models import TableItem, TableMeta
-from nanocmd_core.subsystems.profile.mobileconfig import parse
 from nanocmd_core.subsystems.profile.store import ProfileInfo, ProfileNotFoundError
+
+if TYPE_CHECKING:
+    from nanocmd_core.subsystems.profile.mobileconfig import Mobileconfig
+
 
 PROFILE = "PROF#"
 _SK = "PROF"
@@ -41,6 +45,19 @@ INLINE_LIMIT = 350_000
 _ATTEMPTS = 12
 """Optimistic rounds before giving up: each round of racing writers lets one of them through, so
 this many concurrent uploads of one name always all land (with the jittered pause between)."""
+
+
+def _parse(raw: bytes) -> Mobileconfig:
+    """The profile's top-level keys; the parser (and asn1crypto's CMS) loads on the first upload,
+    not in every function that only reads profiles."""
+    from nanocmd_core.subsystems.profile.mobileconfig import parse
+
+    return parse(raw)
+
+
+_DEFERRED = {"parse": "nanocmd_core.subsystems.profile.mobileconfig"}
+"""For ``snapstart.load_deferred``: a restored API has the parser loaded already."""
+__getattr__ = deferred_attributes(__name__, _DEFERRED)
 
 
 class ProfileStorageError(RuntimeError):
@@ -122,7 +139,7 @@ class DynamoProfileStore:
         """Parse (ValueError when not a profile), then insert or replace the profile."""
         if not name:
             raise ValueError("empty name")
-        parsed = parse(raw)
+        parsed = _parse(raw)
         info = ProfileInfo(identifier=parsed.identifier, uuid=parsed.uuid)
         new_key: str | None = None
         if len(raw) > self.inline_limit:
@@ -228,7 +245,7 @@ class MemoryProfileStore:
     def store(self, name: str, raw: bytes) -> ProfileInfo:
         if not name:
             raise ValueError("empty name")
-        parsed = parse(raw)
+        parsed = _parse(raw)
         info = ProfileInfo(identifier=parsed.identifier, uuid=parsed.uuid)
         self.profiles[name] = (info, bytes(raw))
         return info
