@@ -203,7 +203,7 @@ def render(
     headers = [
         "function",
         "import CPU ms",
-        "3rd-party floor",
+        "3rd-party floor, GC off",
         "ratio",
         f"≤ {TARGET_RATIO}x floor",
         "floor, GC on",

@@ -188,11 +188,11 @@ def test_a_function_loads_the_crypto_and_the_profile_parser_on_first_use(functio
         "prks = PRKs()\n"
         "vault = filevault.FileVault(MemoryKeyPairStore(pair), prks)\n"
         "prk = vault.escrow_prk('U-1', envelope(b'ABCD-EFGH', pair.certificate))\n"
-        "from nanocmd_core.subsystems.profile import storage\n"
+        "from nanocmd_core.subsystems.profile.storage import MemoryProfileStore\n"
         "keys = {'PayloadIdentifier': 'com.x', 'PayloadUUID': 'u', 'PayloadType': 'Configuration',\n"
         "        'PayloadVersion': 1}\n"
         "import plistlib\n"
-        "parsed = storage._parse(plistlib.dumps(keys))\n"
+        "parsed = MemoryProfileStore().store('p', plistlib.dumps(keys))\n"
         "print(json.dumps({'steps': steps, 'prk': prk, 'stored': prks.stored,\n"
         "                  'same': filevault.KeyPair is type(pair), 'identifier': parsed.identifier,\n"
         "                  'after': loaded(*rare)}))\n",
