@@ -18,6 +18,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+# The libraries nanocmd_core builds on, imported here at the top level rather than from deep inside
+# nanocmd_core: there CPython 3.11 allocated and freed a new frame-stack chunk over and over while
+# their import chains ran (1,400-1,800 page faults, README "Cold starts").
+import boto3  # noqa: F401
+
 from nanocmd_core import snapstart
 from nanocmd_core.aws.blobs import S3BlobStore
 from nanocmd_core.aws.queue import SQSEventQueue

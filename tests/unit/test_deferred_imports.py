@@ -229,3 +229,19 @@ def test_a_function_collects_garbage_again_once_loaded(function: str) -> None:
     assert result["enabled"] is True
     assert isinstance(result["frozen"], int) and result["frozen"] > 10_000
     assert result["cycle_collected"] is True
+
+
+def test_the_events_function_leaves_powertools_parser_models_out() -> None:
+    """The handler imports pydantic at its top level after Powertools' batch utility: pydantic loaded
+    before it would make the utility import its parser models (16 modules no event here uses)."""
+    result = _fresh(
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('app', 'functions/events/app.py')\n"
+        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
+        "libraries = ('boto3', 'pynamodb.models', 'pydantic')\n"
+        "print(json.dumps({'parser': [m for m in sys.modules if 'utilities.parser' in m],\n"
+        "                  'libraries': [m in sys.modules for m in libraries]}))\n",
+        FUNCTION_ENV,
+    )
+    assert result["parser"] == []
+    assert result["libraries"] == [True, True, True]
