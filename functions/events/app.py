@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 # No garbage collection while the handler loads (README, "Cold starts"): nothing the import builds is
-# garbage, yet the collector ran ~130 times over it, a full pass among them; back on at the end.
+# garbage, yet the collector ran over it ~130 times (for the sweeper, a full pass too); on again at the end.
 gc.disable()
 
 from datetime import UTC, datetime
