@@ -17,14 +17,12 @@ at every function's import (issue 14: cold starts). Import them from here.
 # every annotation string when it creates a model class, at import (issue 14: cold starts).
 import copy
 import plistlib
-import sys
 import uuid
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nanocmd_core.deferred import deferred_attributes
+from nanocmd_core.deferred import deferred_attributes, register_type, registered_type
 
 if TYPE_CHECKING:
     from nanocmd_core.mdm.command_types import (
@@ -147,30 +145,19 @@ is imported, on first use); ``command_type_for`` looks one up, importing the bui
 
 def register_command(cls: type[C]) -> type[C]:
     """Class decorator: make a command type known by its request type (library users add theirs)."""
-    if not cls.request_type:
-        raise ValueError(f"{cls.__name__} has an empty request_type")
-    COMMAND_TYPES[cls.request_type] = cls
-    return cls
+    return register_type(COMMAND_TYPES, cls)
 
 
 def register_builtin_command(cls: type[C]) -> type[C]:
     """``register_command`` for the built-in types ``command_types`` defines on first use: a type
-    registered for the request type meanwhile stays, as it would have replaced the built-in one
-    registered at import."""
-    if not cls.request_type:
-        raise ValueError(f"{cls.__name__} has an empty request_type")
-    COMMAND_TYPES.setdefault(cls.request_type, cls)
-    return cls
+    registered for the request type meanwhile stays."""
+    return register_type(COMMAND_TYPES, cls, builtin=True)
 
 
 def command_type_for(request_type: str) -> type[Command] | None:
     """The command type registered for ``request_type`` (a built-in one imported on first use), or
     None for an unknown request type."""
-    cls = COMMAND_TYPES.get(request_type)
-    if cls is None and request_type in BUILTIN_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
-        import_module(_DEFERRED_MODULE)  # registers its types
-        cls = COMMAND_TYPES.get(request_type)
-    return cls
+    return registered_type(COMMAND_TYPES, request_type, BUILTIN_REQUEST_TYPES, _DEFERRED_MODULE)
 
 
 class RawCommand:

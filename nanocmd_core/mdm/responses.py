@@ -24,13 +24,11 @@ them from here.
 # Real annotations (no ``from __future__ import annotations``): pydantic would otherwise evaluate
 # every annotation string when it creates a model class, at import (issue 14: cold starts).
 import plistlib
-import sys
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nanocmd_core.deferred import deferred_attributes
+from nanocmd_core.deferred import deferred_attributes, register_type, registered_type
 from nanocmd_core.mdm.commands import BUILTIN_REQUEST_TYPES
 from nanocmd_core.mdm.errors import MDMResponseError, ReportParseError, validation_summary
 
@@ -185,28 +183,18 @@ RESPONSE_TYPES: dict[str, type[CommandResponse]] = {}
 
 def register_response(cls: type[R]) -> type[R]:
     """Class decorator: parse reports of ``cls.request_type`` as ``cls``."""
-    if not cls.request_type:
-        raise ValueError(f"{cls.__name__} has an empty request_type")
-    RESPONSE_TYPES[cls.request_type] = cls
-    return cls
+    return register_type(RESPONSE_TYPES, cls)
 
 
 def register_builtin(cls: type[R]) -> type[R]:
     """``register_response`` for the built-in types ``deferred_responses`` defines on first use: a
-    type registered for the request type meanwhile stays, as it would have replaced the built-in
-    one registered at import."""
-    if not cls.request_type:
-        raise ValueError(f"{cls.__name__} has an empty request_type")
-    RESPONSE_TYPES.setdefault(cls.request_type, cls)
-    return cls
+    type registered for the request type meanwhile stays."""
+    return register_type(RESPONSE_TYPES, cls, builtin=True)
 
 
 def response_type_for(request_type: str) -> type[CommandResponse]:
     """The registered response class, or the generic ``CommandResponse`` for unknown types."""
-    cls = RESPONSE_TYPES.get(request_type)
-    if cls is None and request_type in BUILTIN_REQUEST_TYPES and _DEFERRED_MODULE not in sys.modules:
-        import_module(_DEFERRED_MODULE)  # registers its types
-        cls = RESPONSE_TYPES.get(request_type)
+    cls = registered_type(RESPONSE_TYPES, request_type, BUILTIN_REQUEST_TYPES, _DEFERRED_MODULE)
     return cls or CommandResponse
 
 
