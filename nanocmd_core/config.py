@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 DEFAULT_LISTEN = "127.0.0.1:9003"
 DEFAULT_STEP_TIMEOUT = 259_200  # 3 days
@@ -56,10 +56,10 @@ def _whole(env: Mapping[str, str], name: str, default: int, unit: str, minimum: 
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The process's NANOCMD_* settings (``from_env``); frozen, as every part of the process shares
-    one. (A docstring also spares the dataclass an ``inspect.signature`` at import, issue 14.)"""
+class Settings(NamedTuple):
+    """The process's NANOCMD_* settings (``from_env``); immutable, as every part of the process
+    shares one. A NamedTuple, not a frozen dataclass: Python 3.12 builds this one in 0.1 ms instead
+    of 1.5 ms at every cold start (a dataclass compiles six generated methods; issue 14)."""
 
     table_name: str = DEFAULT_TABLE
     queue_url: str = ""
@@ -94,7 +94,8 @@ class Settings:
     bucket: str = ""
     workflows: str = ""
     """Extra workflows to register: ``package.module:attr`` import paths, comma separated."""
-    _secret_reader: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
+    secret_reader: Callable[[str], str] | None = None
+    """Reads a named secret (tests); None: Secrets Manager through Powertools."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,7 +139,7 @@ class Settings:
     def _resolve(self, value: str, secret: str) -> str:
         if value or not secret:
             return value
-        reader = self._secret_reader or read_secret
+        reader = self.secret_reader or read_secret
         return reader(secret)
 
     @property

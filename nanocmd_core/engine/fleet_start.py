@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
@@ -38,8 +37,7 @@ CHUNK_RESENDS = 3
 message (its receive count starts over) before that last receive runs it anyway."""
 
 
-@dataclass(frozen=True)
-class StartChunk:
+class StartChunk(NamedTuple):
     """One queued part of an asynchronous start."""
 
     instance_id: str
@@ -52,7 +50,7 @@ class StartChunk:
     """How often the chunk was queued again as a new message (``resend_chunk``)."""
 
     def to_message(self) -> QueuedMessage:
-        body = json.dumps({START_CHUNK_KEY: asdict(self)}, separators=(",", ":"))
+        body = json.dumps({START_CHUNK_KEY: self._asdict()}, separators=(",", ":"))
         # a group per chunk: chunks run side by side; the dedup id makes a resend of the same
         # message a no-op, while a chunk queued again on purpose is a message of its own
         group = f"start:{self.instance_id}:{self.chunk}"
@@ -177,7 +175,7 @@ class FleetStartMixin(StartMixin, EngineCore):
         resent ``CHUNK_RESENDS`` times, or without a queue: then its last receive runs it."""
         if self.start_queue is None or chunk.resent >= CHUNK_RESENDS:
             return False
-        self.start_queue.send_batch([replace(chunk, resent=chunk.resent + 1).to_message()])
+        self.start_queue.send_batch([chunk._replace(resent=chunk.resent + 1).to_message()])
         logger.info(
             "start chunk queued again: its last receive had too little time left",
             extra={"instance_id": chunk.instance_id, "chunk": chunk.chunk, "resent": chunk.resent + 1},

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from nanocmd_core.workflow.events import EventFlag, event_flag_from_name
 
@@ -27,8 +26,7 @@ class SubscriptionError(ValueError):
     """A subscription that cannot be stored; the message is the API's 400 error text."""
 
 
-@dataclass(frozen=True)
-class EventSubscription:
+class EventSubscription(NamedTuple):
     """An event that starts a workflow (Go: an event subscription), with the start's context."""
 
     event: str

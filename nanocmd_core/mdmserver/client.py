@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import urllib3
 from aws_lambda_powertools import Logger
@@ -53,8 +53,7 @@ CONTENT_TYPE = "application/xml"
 NANOMDM_MAX_IDS = 30  # the Go client's conservative limit on ids in one URL path
 
 
-@dataclass(frozen=True)
-class ServerMode:
+class ServerMode(NamedTuple):
     """API conventions of one MDM server family (MC-2)."""
 
     name: str
@@ -137,8 +136,7 @@ class MDMServerClient(Protocol):
         ...
 
 
-@dataclass
-class _Outcome:
+class _Outcome(NamedTuple):
     """One attempt's result, and whether another attempt may change it."""
 
     result: ChunkResult

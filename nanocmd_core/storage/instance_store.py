@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.models import Model
 
@@ -85,8 +85,7 @@ class InstanceRecord:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class OutcomeRecord:
+class OutcomeRecord(NamedTuple):
     """Where one id of an instance stands (in flight, completed, failed, ...)."""
 
     enrollment_id: str

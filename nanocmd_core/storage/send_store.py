@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from nanocmd_core.storage.dynamo import _conditional, _epoch, _lease_free, fan_out
 from nanocmd_core.storage.models import (
@@ -31,8 +31,7 @@ it over: the longest a Lambda invocation can run, so a live claimant is never ov
 compare leases with the real clock (the caller's), not with the time a sweep looks due at."""
 
 
-@dataclass
-class DelayedCommandData:
+class DelayedCommandData(NamedTuple):
     """One command of a step as stored to send later: the author's UUID, its type, the plist."""
 
     logical: str

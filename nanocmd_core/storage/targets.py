@@ -17,8 +17,7 @@ class DuplicateCommandError(ValueError):
     """An (enrollment id, command UUID) pair is already tracked by a live step (SC-3)."""
 
 
-@dataclass(frozen=True)
-class TargetCommand:
+class TargetCommand(NamedTuple):
     """One command of a step target: the UUID sent, the author's (logical) UUID, its type."""
 
     uuid: str

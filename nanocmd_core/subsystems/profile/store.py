@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ProfileNotFoundError(KeyError):
@@ -16,8 +15,7 @@ class ProfileNotFoundError(KeyError):
         return f"profile not found: {self.name}"
 
 
-@dataclass(frozen=True)
-class ProfileInfo:
+class ProfileInfo(NamedTuple):
     """What the profile workflow compares with a device's ProfileList."""
 
     identifier: str

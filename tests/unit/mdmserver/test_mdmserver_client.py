@@ -451,7 +451,7 @@ def test_from_settings_reads_the_key_from_a_secret() -> None:
         enqueue_url="http://h/v1/enqueue/",
         push_url="http://h/v1/push/",
         enqueue_api_secret="arn:secret",
-        _secret_reader=lambda name: "from-" + name,
+        secret_reader=lambda name: "from-" + name,
     )
     client = HTTPMDMServerClient.from_settings(settings)
     assert client._headers["authorization"] == basic("nanomdm", "from-arn:secret")
